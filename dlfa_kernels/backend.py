@@ -1,0 +1,56 @@
+"""Which implementation runs the op: "triton" (fused kernels) or "torch" (plain PyTorch)."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch")
+ENV_VAR = "DLFA_BACKEND"
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when Triton imports (it is absent on macOS and Windows)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    try:
+        import triton  # noqa: F401
+    except Exception:  # a broken install counts as absent
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def check_backend_name(backend: str, source: str = "backend") -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"{source} must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Turn "auto" into "triton" or "torch" for tensors on ``device``; check an explicit choice.
+
+    ``DLFA_BACKEND`` overrides "auto". "auto" picks triton for GPU tensors when
+    Triton works, torch otherwise.
+    """
+    check_backend_name(backend)
+    if backend == "auto":
+        backend = check_backend_name(os.environ.get(ENV_VAR, "auto"), ENV_VAR)
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if backend == "triton":
+        if not triton_available():
+            raise RuntimeError("backend='triton' needs the triton package, which is not installed")
+        if device.type != "cuda" and not interpreting():
+            raise ValueError(
+                f"backend='triton' needs CUDA tensors (got device {device}); "
+                "set TRITON_INTERPRET=1 to run the kernels on the CPU, or use backend='torch'"
+            )
+    return backend

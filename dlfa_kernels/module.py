@@ -1,0 +1,53 @@
+"""``AIF``: the drop-in fusion layer, an ``nn.Module`` around the AIF op."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .backend import check_backend_name
+from .ops import aif
+from .validation import check_module_sizes
+
+
+class AIF(nn.Module):
+    """Attentional fusion of the last encoder layer X with a lower layer Y.
+
+    ``W = X + Y``; ``g = masked_mean_T(W)``; ``G = global_up(relu(global_down(g)))``;
+    ``L = local_up(relu(local_down(W)))``; ``M = σ(L + G)``; ``Z = M ⊙ X + (1 − M) ⊙ Y``.
+
+    Args:
+        hidden_size: E, the last dimension of X and Y.
+        reduction: r, the bottleneck is H = E / r wide (E must divide by r).
+        backend: "auto" (triton on GPU tensors when Triton works, else torch; the
+            environment variable DLFA_BACKEND overrides it), "triton" or "torch".
+
+    Shapes: x, y: (B, T, E); attention_mask: (B, T), 1 = token, 0 = padding, or None.
+    Returns z: (B, T, E).
+    """
+
+    def __init__(self, hidden_size: int, reduction: int = 4, backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        bottleneck = check_module_sizes(hidden_size, reduction)
+        self.hidden_size = hidden_size
+        self.reduction = reduction
+        self.backend = check_backend_name(backend)
+        factory = {"device": device, "dtype": dtype}
+        self.local_down = nn.Linear(hidden_size, bottleneck, **factory)
+        self.local_up = nn.Linear(bottleneck, hidden_size, **factory)
+        self.global_down = nn.Linear(hidden_size, bottleneck, **factory)
+        self.global_up = nn.Linear(bottleneck, hidden_size, **factory)
+
+    def forward(self, x: Tensor, y: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[-1] != self.hidden_size:
+            raise ValueError(
+                f"x has last dimension {x.shape[-1]} (shape {tuple(x.shape)}), "
+                f"but this AIF was built for hidden_size={self.hidden_size}"
+            )
+        return aif(
+            x, y, attention_mask,
+            self.local_down.weight, self.local_down.bias, self.local_up.weight, self.local_up.bias,
+            self.global_down.weight, self.global_down.bias, self.global_up.weight, self.global_up.bias,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}, reduction={self.reduction}, backend={self.backend!r}"

@@ -1,0 +1,4 @@
+"""Packaging lives in pyproject.toml; this file only lets legacy tools find it."""
+from setuptools import setup
+
+setup()
