@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - older torch
 
 @triton.jit
 def _aif_pool_kernel(
-    X, Y, MASK, INV_COUNT, G,
+    X, Y, MASK, INV_COUNT, G_OUT,
     T, E,
     stride_xb, stride_xt, stride_xe,
     stride_yb, stride_yt, stride_ye,
@@ -52,7 +52,7 @@ def _aif_pool_kernel(
         # where, not a product: a NaN in a padded position must not reach the mean
         acc += tl.sum(tl.where(m[:, None] != 0, w * m[:, None], 0.0), axis=0)
     inv = tl.load(INV_COUNT + b)
-    tl.store(G + b * E + offs_e, acc * inv, mask=e_ok)
+    tl.store(G_OUT + b * E + offs_e, acc * inv, mask=e_ok)
 
 
 @triton.jit
@@ -224,16 +224,21 @@ def _aif_backward_kernel(
 # ----------------------------------------------------------------------------- launchers
 
 def kernel_config(E: int, H: int, dtype: torch.dtype) -> dict:
-    """Tile sizes and launch options, keyed on E, H and dtype only (never on B·T)."""
+    """Tile sizes and launch options, keyed on E, H and dtype only (never on B·T).
+
+    fp32 tiles are half as wide and single-staged so that every configuration
+    stays under Ampere's 163 KB of shared memory per block (tests/aot_compile.py).
+    """
     h_pad = max(16, triton.next_power_of_2(H))
     wide = h_pad >= 256
+    half = dtype != torch.float32
     return {
-        "BLOCK_M": 32 if h_pad >= 512 else 64,
-        "BLOCK_E": 64,
-        "BLOCK_E_DW": 32 if wide else 64,
+        "BLOCK_M": 32 if h_pad >= 512 or (wide and not half) else 64,
+        "BLOCK_E": 64 if half else 32,
+        "BLOCK_E_DW": 64 if half and not wide else 32,
         "H_PAD": h_pad,
         "num_warps": 8 if wide else 4,
-        "num_stages": 2,
+        "num_stages": 2 if half else 1,
         "DOT_PRECISION": dot_precision(dtype),
     }
 
@@ -290,7 +295,7 @@ def local_backward_hidden(x, y, dz, wd, bd, wu, gb):
     c = kernel_config(E, H, x.dtype)
     n_t_tiles = triton.cdiv(T, c["BLOCK_M"])
     h = torch.empty((B * T, H), device=x.device, dtype=x.dtype)
-    dh_pre = torch.empty_like(h)
+    dh_pre = torch.empty((B * T, H), device=x.device, dtype=x.dtype)
     dg_part = torch.empty((B * n_t_tiles, E), device=x.device, dtype=torch.float32)
     if B * T > 0:
         _wrap(_aif_backward_dh_kernel)[(B * n_t_tiles,)](
@@ -309,11 +314,11 @@ def local_backward(x, y, dz, wd, wu, gb, dgs, mask, h, dh_pre):
     N = B * T
     c = kernel_config(E, H, x.dtype)
     dx = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
-    dy = torch.empty_like(dx)
+    dy = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
     n_e = triton.cdiv(E, c["BLOCK_E_DW"])
     n_m = triton.cdiv(N, c["BLOCK_M"])
     splits = max(1, min(n_m, triton.cdiv(2 * _sm_count(x.device), n_e)))
-    tokens_per_split = triton.cdiv(n_m, splits) * c["BLOCK_M"]
+    tokens_per_split = max(1, triton.cdiv(n_m, splits)) * c["BLOCK_M"]
     splits = max(1, triton.cdiv(N, tokens_per_split))
     dwu_part = torch.zeros((splits, E, H), device=x.device, dtype=torch.float32)
     dwd_part = torch.zeros_like(dwu_part)
@@ -325,4 +330,4 @@ def local_backward(x, y, dz, wd, wu, gb, dgs, mask, h, dh_pre):
             BLOCK_M=c["BLOCK_M"], BLOCK_E=c["BLOCK_E_DW"], H_PAD=c["H_PAD"], DOT_PRECISION=c["DOT_PRECISION"],
             num_warps=c["num_warps"], num_stages=c["num_stages"],
         )
-    return dx, dy, dwd_part.sum(dim=0).t(), dwu_part.sum(dim=0)
+    return dx, dy, dwd_part.sum(dim=0).t().contiguous(), dwu_part.sum(dim=0)

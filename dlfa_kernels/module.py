@@ -5,6 +5,7 @@ from torch import Tensor, nn
 
 from .backend import check_backend_name
 from .ops import aif
+from .reference import aif_gate
 from .validation import check_module_sizes
 
 
@@ -48,6 +49,13 @@ class AIF(nn.Module):
             self.global_down.weight, self.global_down.bias, self.global_up.weight, self.global_up.bias,
             backend=self.backend,
         )
+
+    def gate(self, x: Tensor, y: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """The gate M: (B, T, E), how much each token draws from X (1) rather than Y (0).
+
+        Computed with the reference math (for inspection; the fused op never stores M).
+        """
+        return aif_gate(x, y, attention_mask, *self.parameters())
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, reduction={self.reduction}, backend={self.backend!r}"

@@ -23,7 +23,7 @@ def masked_mean(w: Tensor, mask: Tensor | None) -> Tensor:
     return torch.where(m != 0, w * m, torch.zeros_like(w)).sum(dim=1) / count
 
 
-def aif_reference(
+def aif_gate(
     x: Tensor,
     y: Tensor,
     attention_mask: Tensor | None,
@@ -36,14 +36,20 @@ def aif_reference(
     global_up_weight: Tensor,
     global_up_bias: Tensor,
 ) -> Tensor:
-    """Z = M ⊙ X + (1 − M) ⊙ Y with M = sigmoid(L + G).
-
-    x, y: (B, T, E); attention_mask: (B, T) or None; *_down_weight: (H, E),
-    *_up_weight: (E, H). Returns z: (B, T, E) in x's dtype.
-    """
+    """The gate M = sigmoid(L + G): (B, T, E). Arguments as in :func:`aif_reference`."""
     w = x + y
     g = masked_mean(w, attention_mask)
     big_g = F.linear(F.relu(F.linear(g, global_down_weight, global_down_bias)), global_up_weight, global_up_bias)
     local = F.linear(F.relu(F.linear(w, local_down_weight, local_down_bias)), local_up_weight, local_up_bias)
-    gate = torch.sigmoid(local + big_g.unsqueeze(1))
+    return torch.sigmoid(local + big_g.unsqueeze(1))
+
+
+def aif_reference(x: Tensor, y: Tensor, attention_mask: Tensor | None, *params: Tensor) -> Tensor:
+    """Z = M ⊙ X + (1 − M) ⊙ Y with M = sigmoid(L + G).
+
+    x, y: (B, T, E); attention_mask: (B, T) or None; params: local_down weight (H, E)
+    and bias (H,), local_up (E, H), (E,), then global_down and global_up likewise.
+    Returns z: (B, T, E) in x's dtype.
+    """
+    gate = aif_gate(x, y, attention_mask, *params)
     return gate * x + (1 - gate) * y

@@ -1,0 +1,61 @@
+"""GPU-only checks of the compiled kernels: bf16, the CPU suite's shapes, huge tensors and grids.
+
+The Triton interpreter reads bfloat16 wrongly and cannot reach 2**31 elements in
+reasonable time, so these run only where a CUDA GPU is present.
+"""
+import pytest
+import torch
+
+from aif_check import assert_matches_reference, random_mask, run_module
+from dlfa_kernels import AIF
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: compiled kernels and bf16"),
+]
+SHAPES = [(1, 1, 40, 4), (2, 130, 96, 4), (3, 17, 40, 5), (2, 9, 96, 3), (32, 128, 768, 4), (4, 77, 1024, 4)]
+
+
+def inputs(B, T, E, r, dtype, seed):
+    torch.manual_seed(seed)
+    module = AIF(E, r, backend="triton").to("cuda", dtype)
+    x, y, dz = (torch.randn(B, T, E, device="cuda", dtype=dtype) for _ in range(3))
+    return module, x, y, dz, random_mask(B, T).cuda()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_compiled_kernels_match_reference(shape, dtype):
+    module, x, y, dz, mask = inputs(*shape, dtype, seed=sum(shape))
+    results = run_module(module, x, y, mask, dz)
+    assert_matches_reference(results, module, x, y, mask, dz, dtype)
+
+
+def test_input_past_2_31_elements():
+    B, T, E = 1, (2**31) // 768 + 64, 768  # 2**31 + 49152 elements per tensor, bf16: 4.3 GB each
+    module, _, _, _, _ = inputs(1, 1, E, 4, torch.bfloat16, seed=0)
+    x = torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16)
+    y = torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16)
+    assert x.numel() > 2**31
+    z = module(x, y)
+    assert torch.isfinite(z[:, -8:]).all()
+    # the last tokens, past element 2**31, equal the same tokens fused on their own with the same mean
+    tail_x, tail_y = x[:, -8:].contiguous(), y[:, -8:].contiguous()
+    ref_module = AIF(E, 4, backend="torch").to("cuda", torch.float32)
+    ref_module.load_state_dict(module.state_dict())
+    from dlfa_kernels.eager import global_forward  # the mean is over all T: recompute it in fp32
+    g = (x.float().sum(1) + y.float().sum(1)) / T
+    gb = global_forward(g, *(p.float() for p in (module.global_down.weight, module.global_down.bias,
+                                                 module.global_up.weight, module.global_up.bias)))
+    w = (tail_x.float() + tail_y.float())
+    local = ref_module.local_up(torch.relu(ref_module.local_down(w)))
+    m = torch.sigmoid(local + gb[:, None])
+    ref = tail_y.float() + m * (tail_x.float() - tail_y.float())
+    assert (z[:, -8:].float() - ref).norm() / ref.norm() < 2e-2
+
+
+def test_grid_past_65535_programs():
+    B, T, E = 70_000, 2, 40  # 70,000 sequences: > 65,535 programs on axis 0 of every token-tile grid
+    module, x, y, dz, mask = inputs(B, T, E, 4, torch.float32, seed=1)
+    results = run_module(module, x, y, mask, dz)
+    assert_matches_reference(results, module, x, y, mask, dz, torch.float32)

@@ -1,0 +1,109 @@
+"""The torch backend and the op's registration: gradcheck, opcheck, torch.compile, autocast."""
+import pytest
+import torch
+
+from aif_check import random_mask
+from dlfa_kernels import AIF, aif_reference
+from dlfa_kernels.ops import aif_backward, aif_forward
+
+
+def params64(E=8, r=2, seed=0):
+    torch.manual_seed(seed)
+    return [p.detach().double().requires_grad_() for p in AIF(E, r).parameters()]
+
+
+def test_gradcheck_float64_with_mask():
+    B, T, E = 3, 5, 8
+    x = torch.randn(B, T, E, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(B, T, E, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]])
+    params = params64(E)
+
+    def fn(x, y, *params):
+        return aif_forward(x, y, mask, *params, "torch")[0]
+
+    assert torch.autograd.gradcheck(fn, (x, y, *params), eps=1e-6, atol=1e-6)
+
+
+def test_torch_backend_matches_reference_in_float64():
+    B, T, E = 2, 7, 12
+    x, y, dz = (torch.randn(B, T, E, dtype=torch.float64) for _ in range(3))
+    mask = random_mask(B, T)
+    params = params64(E, 3)
+    z, g = aif_forward(x, y, mask, *params, "torch")
+    grads = aif_backward(dz, x, y, mask, *params, g, "torch")
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    ref = aif_reference(xr, yr, mask.double(), *params)
+    expected = torch.autograd.grad(ref, [xr, yr, *params], dz)
+    torch.testing.assert_close(z, ref)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_opcheck(backend):
+    B, T, E = 2, 6, 16
+    dtype = torch.float64 if backend == "torch" else torch.float32
+    x = torch.randn(B, T, E, dtype=dtype, requires_grad=True)
+    y = torch.randn(B, T, E, dtype=dtype, requires_grad=True)
+    params = [p.detach().to(dtype).requires_grad_() for p in AIF(E, 4).parameters()]
+    mask = random_mask(B, T)
+    torch.library.opcheck(aif_forward, (x, y, mask, *params, backend))
+    z, g = aif_forward(x, y, mask, *params, backend)
+    torch.library.opcheck(aif_backward, (torch.randn_like(z), x.detach(), y.detach(), mask,
+                                         *[p.detach() for p in params], g.detach(), backend))
+
+
+class _Block(torch.nn.Module):
+    """A small model around AIF: projection, fusion, head."""
+
+    def __init__(self, E):
+        super().__init__()
+        self.proj = torch.nn.Linear(E, E)
+        self.aif = AIF(E, 4, backend="torch")
+        self.head = torch.nn.Linear(E, 1)
+
+    def forward(self, x, y, mask):
+        return self.head(self.aif(self.proj(x), y, mask)).sum()
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    torch.manual_seed(0)
+    B, T, E = 2, 9, 16
+    model = _Block(E)
+    x, y = torch.randn(B, T, E), torch.randn(B, T, E, requires_grad=True)
+    mask = random_mask(B, T)
+    eager_loss = model(x, y, mask)
+    eager_grads = torch.autograd.grad(eager_loss, [y, *model.parameters()])
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    loss = compiled(x, y, mask)
+    grads = torch.autograd.grad(loss, [y, *model.parameters()])
+    torch.testing.assert_close(loss, eager_loss)
+    for got, want in zip(grads, eager_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_torch_compile_inductor_runs():
+    torch.manual_seed(1)
+    model = _Block(16)
+    x, y, mask = torch.randn(2, 5, 16), torch.randn(2, 5, 16), random_mask(2, 5)
+    out = torch.compile(model, fullgraph=True)(x, y, mask)
+    torch.testing.assert_close(out, model(x, y, mask), rtol=1e-4, atol=1e-4)
+
+
+def test_autocast_computes_in_autocast_dtype_like_linear():
+    torch.manual_seed(2)
+    B, T, E = 2, 8, 32
+    module = AIF(E, 4, backend="torch")
+    x = torch.randn(B, T, E, requires_grad=True)
+    y = torch.randn(B, T, E)
+    mask = random_mask(B, T)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = module(x, y, mask)
+        linear_out = module.local_down(x)
+    assert z.dtype == linear_out.dtype == torch.bfloat16
+    z.float().sum().backward()
+    assert x.grad.dtype == torch.float32
+    assert all(p.grad.dtype == torch.float32 for p in module.parameters())
+    ref = aif_reference(x.double(), y.double(), mask.double(), *[p.double() for p in module.parameters()])
+    assert (z.double() - ref).norm() / ref.norm() < 2e-2
