@@ -1,0 +1,27 @@
+"""Run under torchrun by tests/test_training.py: train a tiny model, write each rank's final weights' digest."""
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from dlfa_models.data import TASKS
+from dlfa_models.train import load_data, parse_args, train_and_evaluate
+
+
+def main(encoder: str, data: str, out: str) -> None:
+    args = parse_args(["--task", "sts", "--encoder", encoder, "--data", data, "--source-langs", "en",
+                       "--eval-langs", "en,de", "--eval-split", "dev", "--max-steps", "4", "--batch-size", "4",
+                       "--output-dir", out, "--backend", "torch"])
+    task = TASKS["sts"]
+    result, trainer = train_and_evaluate(args, task, load_data(args, task), encoder,
+                                         AutoTokenizer.from_pretrained(encoder), 1, Path(out))
+    state = trainer.model.state_dict()
+    digest = hashlib.sha256(b"".join(state[k].detach().cpu().numpy().tobytes() for k in sorted(state))).hexdigest()
+    Path(out, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"digest": digest, "scores": result["scores"]}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
