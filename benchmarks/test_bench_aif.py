@@ -1,0 +1,108 @@
+"""The AIF op: forward, backward, forward+backward for eager / torch.compile / fused, fp32 and bf16.
+
+GPU runs record in ``extra_info``: the median GPU time (CUDA events, inputs rotated
+past the L2 cache), achieved GB/s against DESIGN.md §5's minimum bytes and its
+fraction of the measured copy bandwidth, bytes saved for backward, peak memory.
+"""
+import pytest
+import torch
+
+from bench_utils import DEVICE, ON_GPU, PROVIDERS, SHAPES, gpu_median_ms, min_bytes, saved_bytes, skip_if_unavailable
+from dlfa_kernels import AIF, aif, aif_reference
+
+PASSES = ["forward", "backward", "forward+backward"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+N_INPUT_SETS = 4 if ON_GPU else 1  # 4 sets of X, Y, dZ at mBERT-base bf16: 76 MB, past a 50 MB L2
+_COMPILED = {}
+
+
+def op_for(provider: str):
+    """(x, y, mask, *params) -> z for one provider."""
+    if provider == "fused":
+        return lambda x, y, mask, *p: aif(x, y, mask, *p, backend="triton")
+    if provider == "eager":
+        return aif_reference
+    mode = "max-autotune" if provider == "compile-max-autotune" else "default"
+    if mode not in _COMPILED:
+        _COMPILED[mode] = torch.compile(aif_reference, mode=mode, dynamic=False)
+    return _COMPILED[mode]
+
+
+def make_inputs(shape, dtype, masked: bool):
+    B, T, E = shape
+    torch.manual_seed(0)
+    module = AIF(E, 4).to(DEVICE, dtype)
+    params = [p.detach().requires_grad_() for p in module.parameters()]
+    sets = []
+    for _ in range(N_INPUT_SETS):
+        x, y, dz = (torch.randn(B, T, E, device=DEVICE, dtype=dtype) for _ in range(3))
+        mask = None
+        if masked:
+            lengths = torch.randint(T // 4, T + 1, (B,), device=DEVICE)
+            mask = (torch.arange(T, device=DEVICE)[None] < lengths[:, None]).long()
+        sets.append((x.requires_grad_(), y.requires_grad_(), mask, dz))
+    return params, sets
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["mask", "nomask"])
+@pytest.mark.parametrize("shape_name", list(SHAPES))
+@pytest.mark.parametrize("dtype_name", list(DTYPES))
+@pytest.mark.parametrize("which", PASSES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_aif_op(benchmark, provider, which, dtype_name, shape_name, masked, copy_bandwidth_gbps):
+    skip_if_unavailable(provider)
+    shape, dtype = SHAPES[shape_name], DTYPES[dtype_name]
+    params, sets = make_inputs(shape, dtype, masked)
+    op = op_for(provider)
+    sync = torch.cuda.synchronize if ON_GPU else (lambda: None)
+
+    def forward(i):
+        x, y, mask, _ = sets[i]
+        with torch.no_grad():
+            return op(x, y, mask, *params)
+
+    def setup_backward(i):
+        x, y, mask, dz = sets[i]
+        return op(x, y, mask, *params), dz
+
+    def backward(arg):
+        z, dz = arg
+        z.backward(dz)
+
+    def forward_backward(i):
+        x, y, mask, dz = sets[i]
+        op(x, y, mask, *params).backward(dz)
+
+    step, setup = {
+        "forward": (forward, lambda i: i),
+        "backward": (backward, setup_backward),
+        "forward+backward": (forward_backward, lambda i: i),
+    }[which]
+    counter = iter(range(10**9))
+
+    def pedantic_setup():
+        return (setup(next(counter) % N_INPUT_SETS),), {}
+
+    def timed(arg):
+        step(arg)
+        sync()
+
+    for _ in range(2):  # compile and warm up outside the timed rounds
+        timed(setup(0))
+    benchmark.pedantic(timed, setup=pedantic_setup, rounds=30 if ON_GPU else 5, warmup_rounds=1)
+    B, T, E = shape
+    info = benchmark.extra_info
+    info.update(provider=provider, which=which, dtype=dtype_name, shape=shape_name, masked=masked,
+                B=B, T=T, E=E, min_bytes=min_bytes(B, T, E, dtype, which))
+    x, y, mask, _ = sets[0]
+    info["saved_bytes"] = saved_bytes(lambda: op(x, y, mask, *params))
+    if ON_GPU:
+        ms = gpu_median_ms(step, setup, N_INPUT_SETS)
+        info.update(gpu_median_ms=ms, gbps=info["min_bytes"] / ms / 1e6, copy_gbps=copy_bandwidth_gbps)
+        info["bandwidth_fraction"] = info["gbps"] / copy_bandwidth_gbps
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        forward_backward(0)
+        torch.cuda.synchronize()
+        info["peak_bytes"] = torch.cuda.max_memory_allocated() - base
