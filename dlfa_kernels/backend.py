@@ -34,18 +34,24 @@ def check_backend_name(backend: str, source: str = "backend") -> str:
     return backend
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Turn "auto" into "triton" or "torch" for tensors on ``device``; check an explicit choice.
 
-    ``DLFA_BACKEND`` overrides "auto". "auto" picks triton for GPU tensors when
-    Triton works, torch otherwise.
+    ``DLFA_BACKEND`` overrides "auto". "auto" picks triton for fp16/bf16/fp32 GPU
+    tensors when Triton works, torch otherwise (float64 has no kernels).
     """
     check_backend_name(backend)
     if backend == "auto":
         backend = check_backend_name(os.environ.get(ENV_VAR, "auto"), ENV_VAR)
     if backend == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "torch"
+        return "triton" if device.type == "cuda" and dtype in TRITON_DTYPES and triton_available() else "torch"
     if backend == "triton":
+        if dtype not in TRITON_DTYPES:
+            raise TypeError(f"backend='triton' supports float16, bfloat16 and float32, got {dtype}; "
+                            "use backend='torch' (or 'auto') for float64")
         if not triton_available():
             raise RuntimeError("backend='triton' needs the triton package, which is not installed")
         if device.type != "cuda" and not interpreting():

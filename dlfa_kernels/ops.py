@@ -123,7 +123,6 @@ def aif(
     params = (local_down_weight, local_down_bias, local_up_weight, local_up_bias,
               global_down_weight, global_down_bias, global_up_weight, global_up_bias)
     check_inputs(x, y, attention_mask, params)
-    backend = resolve_backend(backend, x.device)
     device_type = x.device.type
     autocast = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
     if autocast:  # behave as nn.Linear does: compute in the autocast dtype
@@ -131,6 +130,7 @@ def aif(
         x, y = x.to(dtype), y.to(dtype)
         params = tuple(p.to(dtype) for p in params)
     check_param_dtypes(x, params)
+    backend = resolve_backend(backend, x.device, x.dtype)
     if attention_mask is None:
         attention_mask = torch.ones(x.shape[:2], device=x.device, dtype=torch.float32)
     if autocast:

@@ -45,6 +45,14 @@ def test_environment_variable_overrides_auto(module, monkeypatch):
     assert resolve_backend("triton", torch.device("cpu")) == "triton"  # explicit choice wins
 
 
+def test_float64_picks_torch_under_auto_and_is_refused_by_triton():
+    from dlfa_kernels import resolve_backend
+    assert resolve_backend("auto", torch.device("cuda"), torch.float64) == "torch"
+    x, y, mask = good()
+    with pytest.raises(TypeError, match="backend='triton' supports float16, bfloat16 and float32"):
+        AIF(16, 4, backend="triton").double()(x.double(), y.double(), mask)
+
+
 def test_triton_backend_on_cpu_without_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="needs CUDA tensors"):
