@@ -166,9 +166,8 @@ def _pool(hidden: Tensor, attention_mask: Optional[Tensor], how: str) -> Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1)
 
 
-class DLFAForSequenceClassification(DLFAPreTrainedModel):
-    """Sentence(-pair) head: ``num_labels == 1`` is regression (STS, MSE loss), more is
-    classification (XNLI, PAWS-X; cross-entropy), as Hugging Face heads do."""
+class _DLFAWithHead(DLFAPreTrainedModel):
+    """Encoder + AIF (``self.dlfa``), dropout, and a linear head over E features."""
 
     def __init__(self, config: DLFAConfig):
         super().__init__(config)
@@ -178,6 +177,11 @@ class DLFAForSequenceClassification(DLFAPreTrainedModel):
         self.dropout = nn.Dropout(getattr(config.encoder, "hidden_dropout_prob", 0.1) if p is None else p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+
+class DLFAForSequenceClassification(_DLFAWithHead):
+    """Sentence(-pair) head: ``num_labels == 1`` is regression (STS, MSE loss), more is
+    classification (XNLI, PAWS-X; cross-entropy), as Hugging Face heads do."""
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[Tensor] = None, output_hidden_states=None,
@@ -207,17 +211,8 @@ class DLFAForSequenceClassification(DLFAPreTrainedModel):
         return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
-class DLFAForTokenClassification(DLFAPreTrainedModel):
+class DLFAForTokenClassification(_DLFAWithHead):
     """Token tagging head (NER, POS): cross-entropy over tokens, label -100 ignored."""
-
-    def __init__(self, config: DLFAConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.dlfa = DLFAModel(config)
-        p = config.classifier_dropout
-        self.dropout = nn.Dropout(getattr(config.encoder, "hidden_dropout_prob", 0.1) if p is None else p)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[Tensor] = None, output_hidden_states=None,
