@@ -23,7 +23,7 @@ import numpy as np
 from .configuration_dlfa import DEFAULT_ENCODER
 from .data import TASKS, DataError, Task, limit, load_split
 from .metrics import accuracy, entity_f1, sts_metrics
-from .report import format_table, plot_heatmap, setting_name, sweep_table, write_json
+from .report import format_table, plot_heatmap, sweep_table, write_json
 
 DEFAULT_EVAL_LANGS = {
     "sts": "en,de,es,fr,it,nl,pl,pt,ru,zh,ja",

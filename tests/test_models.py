@@ -1,5 +1,4 @@
 """dlfa_models: heads, losses, baseline equivalence, backends, save/load, Auto classes, compile, bad config."""
-import os
 from pathlib import Path
 
 import pytest
