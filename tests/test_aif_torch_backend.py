@@ -107,3 +107,27 @@ def test_autocast_computes_in_autocast_dtype_like_linear():
     assert all(p.grad.dtype == torch.float32 for p in module.parameters())
     ref = aif_reference(x.double(), y.double(), mask.double(), *[p.double() for p in module.parameters()])
     assert (z.double() - ref).norm() / ref.norm() < 2e-2
+
+
+def test_imports_and_runs_without_triton():
+    """macOS/Windows have no triton: the package imports, "auto" runs torch, "triton" says why it can't."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # makes `import triton` fail
+        "import torch, dlfa_kernels\n"
+        "assert not dlfa_kernels.triton_available()\n"
+        "z = dlfa_kernels.AIF(16, 4)(torch.randn(2, 3, 16), torch.randn(2, 3, 16))\n"
+        "assert z.shape == (2, 3, 16)\n"
+        "try:\n"
+        "    dlfa_kernels.AIF(16, 4, backend='triton')(torch.randn(2, 3, 16), torch.randn(2, 3, 16))\n"
+        "except RuntimeError as e:\n"
+        "    assert 'needs the triton package' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
