@@ -29,6 +29,12 @@ def global_forward(g: Tensor, wd: Tensor, bd: Tensor, wu: Tensor, bu: Tensor) ->
     return F.linear(hg, wu.to(g.dtype), bu.to(g.dtype))
 
 
+def gate_bias(g: Tensor, params) -> Tensor:
+    """gb = G + local_up bias: (B, E) in g's dtype, contiguous; what the local gate adds per sequence."""
+    _, _, _, blu, wgd, bgd, wgu, bgu = params
+    return (global_forward(g, wgd, bgd, wgu, bgu) + blu.to(g.dtype)).contiguous()
+
+
 def global_backward(dG: Tensor, g: Tensor, wd: Tensor, bd: Tensor, wu: Tensor):
     """Backward of :func:`global_forward`. dG, g: (B, E) fp32 or fp64.
 
@@ -57,13 +63,13 @@ def aif_forward_torch(x: Tensor, y: Tensor, mask: Tensor, params) -> tuple[Tenso
 
     g is in the accumulation dtype (fp32, or fp64 for fp64 inputs).
     """
-    wld, bld, wlu, blu, wgd, bgd, wgu, bgu = params
+    wld, bld, wlu = params[:3]
     acc = accumulation_dtype(x.dtype)
     m, inv = mask_and_inverse_count(mask, acc)
     w = x + y
     wf = w.to(acc)
     g = torch.where(m.unsqueeze(-1) != 0, wf * m.unsqueeze(-1), torch.zeros_like(wf)).sum(1) * inv.unsqueeze(1)
-    gb = global_forward(g, wgd, bgd, wgu, bgu) + blu.to(acc)
+    gb = gate_bias(g, params)
     _, _, gate = local_gate(w, wld, bld, wlu, gb)
     yf = y.to(acc)
     z = yf + gate * (x.to(acc) - yf)
@@ -72,10 +78,10 @@ def aif_forward_torch(x: Tensor, y: Tensor, mask: Tensor, params) -> tuple[Tenso
 
 def aif_backward_torch(dz: Tensor, x: Tensor, y: Tensor, mask: Tensor, params, g: Tensor) -> tuple[Tensor, ...]:
     """Returns (dx, dy, d local_down w, b, d local_up w, b, d global_down w, b, d global_up w, b)."""
-    wld, bld, wlu, blu, wgd, bgd, wgu, bgu = params
+    wld, bld, wlu, _, wgd, bgd, wgu, _ = params
     acc = g.dtype
     m, inv = mask_and_inverse_count(mask, acc)
-    gb = global_forward(g, wgd, bgd, wgu, bgu) + blu.to(acc)
+    gb = gate_bias(g, params)
     w = x + y
     h_pre, h, gate = local_gate(w, wld, bld, wlu, gb)
     dzf = dz.to(acc)

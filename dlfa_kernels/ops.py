@@ -12,8 +12,7 @@ from torch import Tensor
 
 from .backend import interpreting, resolve_backend, triton_available
 from .eager import (
-    accumulation_dtype, aif_backward_torch, aif_forward_torch, global_backward, global_forward,
-    mask_and_inverse_count,
+    accumulation_dtype, aif_backward_torch, aif_forward_torch, gate_bias, global_backward, mask_and_inverse_count,
 )
 from .validation import check_inputs, check_param_dtypes
 
@@ -31,17 +30,16 @@ else:
 
 
 def _forward_triton(x, y, mask, params):
-    wld, bld, wlu, blu, wgd, bgd, wgu, bgu = params
+    wld, bld, wlu = params[:3]
     m, inv = mask_and_inverse_count(mask)
     g = _kernels.pool_forward(x, y, m, inv)
-    gb = (global_forward(g, wgd, bgd, wgu, bgu) + blu.float()).contiguous()
-    return _kernels.local_forward(x, y, wld, bld, wlu, gb), g
+    return _kernels.local_forward(x, y, wld, bld, wlu, gate_bias(g, params)), g
 
 
 def _backward_triton(dz, x, y, mask, params, g):
-    wld, bld, wlu, blu, wgd, bgd, wgu, bgu = params
+    wld, bld, wlu, _, wgd, bgd, wgu, _ = params
     m, inv = mask_and_inverse_count(mask)
-    gb = (global_forward(g, wgd, bgd, wgu, bgu) + blu.float()).contiguous()
+    gb = gate_bias(g, params)
     h, dh_pre, dG = _kernels.local_backward_hidden(x, y, dz, wld, bld, wlu, gb)
     dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
     dgs = (dg * inv.unsqueeze(1)).contiguous()

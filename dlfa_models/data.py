@@ -49,6 +49,7 @@ UD_TREEBANKS = {"en": "en_ewt", "de": "de_gsd", "es": "es_ancora", "fr": "fr_gsd
                 "ar": "ar_padt", "hi": "hi_hdtb", "ja": "ja_gsd", "it": "it_isdt", "nl": "nl_alpino", "pt": "pt_bosque"}
 SPLIT_ALIASES = {"dev": "validation", "validation": "validation", "train": "train", "test": "test"}
 SCORE_RANGE = (0.0, 5.0)
+PAIR_COLUMN_ALIASES = {"premise": "sentence1", "hypothesis": "sentence2", "similarity_score": "label", "score": "label"}
 
 
 def load_split(task: Task, lang: str, split: str, source: str) -> Dataset:
@@ -173,8 +174,7 @@ def _from_folder(task: Task, lang: str, split: str, folder: Path) -> Dataset:
     records = []
     for row, rec in _read_rows(path, task):
         if task.kind == "pair":
-            aliases = {"premise": "sentence1", "hypothesis": "sentence2", "similarity_score": "label", "score": "label"}
-            rec = {aliases.get(k, k): v for k, v in rec.items()}
+            rec = {PAIR_COLUMN_ALIASES.get(k, k): v for k, v in rec.items()}
             missing = [c for c in ("sentence1", "sentence2", "label") if c not in rec]
             if missing:
                 raise DataError(f"{path}, row {row}: missing column(s) {missing}")

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from dlfa_kernels import AIF
+from dlfa_kernels import AIF, masked_mean
 
 from .configuration_dlfa import DEFAULT_ENCODER, DLFAConfig
 
@@ -149,21 +149,12 @@ class DLFAModel(DLFAPreTrainedModel):
 def _gate_mean(aif: AIF, x: Tensor, y: Tensor, attention_mask: Optional[Tensor]) -> Tensor:
     """Mean of the gate M over real tokens and E: (B,). 1 = all from the last layer."""
     dtype = aif.local_down.weight.dtype
-    gate = aif.gate(x.to(dtype), y.to(dtype), attention_mask).float().mean(-1)
-    if attention_mask is None:
-        return gate.mean(-1)
-    m = attention_mask.to(gate.dtype)
-    return (gate * m).sum(-1) / m.sum(-1).clamp_min(1)
+    return masked_mean(aif.gate(x.to(dtype), y.to(dtype), attention_mask).float(), attention_mask).mean(-1)
 
 
 def _pool(hidden: Tensor, attention_mask: Optional[Tensor], how: str) -> Tensor:
     """(B, T, E) -> (B, E): the first token, or the mean over real tokens."""
-    if how == "cls":
-        return hidden[:, 0]
-    if attention_mask is None:
-        return hidden.mean(1)
-    m = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(1) / m.sum(1).clamp_min(1)
+    return hidden[:, 0] if how == "cls" else masked_mean(hidden, attention_mask)
 
 
 class _DLFAWithHead(DLFAPreTrainedModel):
