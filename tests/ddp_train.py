@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from dlfa_models.data import TASKS
@@ -21,6 +22,9 @@ def main(encoder: str, data: str, out: str) -> None:
     state = trainer.model.state_dict()
     digest = hashlib.sha256(b"".join(state[k].detach().cpu().numpy().tobytes() for k in sorted(state))).hexdigest()
     Path(out, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"digest": digest, "scores": result["scores"]}))
+    # close the gloo group on every rank together: left to interpreter exit, its threads can abort a rank
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
