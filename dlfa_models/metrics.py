@@ -51,3 +51,12 @@ def entity_f1(logits: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) ->
     recall = tp / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def metric_fn(task):
+    """The scoring function of a task: (predictions, label_ids) -> dict of metrics."""
+    if task.name == "sts":
+        return sts_metrics
+    if task.name == "ner":
+        return lambda logits, labels: entity_f1(logits, labels, task.labels)
+    return accuracy

