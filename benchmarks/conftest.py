@@ -54,8 +54,9 @@ def _order(item) -> tuple:
 def pytest_collection_modifyitems(config, items):
     wanted = _selection(config)
     all_params = {name for item in items for name in getattr(getattr(item, "callspec", None), "params", {})}
-    if set(wanted) - all_params:
-        raise pytest.UsageError(f"--bench-select: no benchmark has the parameter(s) {sorted(set(wanted) - all_params)}; "
+    unknown = sorted(set(wanted) - all_params)
+    if unknown:
+        raise pytest.UsageError(f"--bench-select: no benchmark has the parameter(s) {unknown}; "
                                 f"known: {sorted(all_params)}")
     keep, drop = [], []
     for item in items:  # a selection applies to the cases that have that parameter
