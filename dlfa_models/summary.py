@@ -10,9 +10,9 @@ Rules (also in the ``notes`` of every summary, where they bite):
 - Scores are higher-is-better; a seed "improved" when setting − baseline > 0.
 - Standard deviations are over seeds with ``ddof=1``; with fewer than 2 values the
   std, the t-test p-value and the bootstrap interval are NaN.
-- A NaN score (e.g. a constant prediction's Spearman) is never averaged in: it is
-  left out of that language's mean, and a seed with a NaN on either side is dropped
-  from that language's pairing. The zero-shot mean of a run is NaN when any of its
+- A NaN score (e.g. a constant prediction's Spearman; also a language a run did not
+  score) is never averaged in: it is left out of that language's mean, and a seed
+  with a NaN on either side is dropped from that language's pairing. The zero-shot mean of a run is NaN when any of its
   zero-shot languages is NaN, so that every zero-shot mean covers the same languages.
 - Differences pair only the seeds both the setting and the baseline have; the
   others are listed.
@@ -23,10 +23,13 @@ Rules (also in the ``notes`` of every summary, where they bite):
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import warnings
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 NAN = float("nan")
 BOOTSTRAP_SEED = 0
@@ -102,8 +105,30 @@ def _paired(setting: dict, baseline: dict, seeds: list[int]) -> dict:
             "dropped_nan_seeds": [s for s in seeds if s not in used]}
 
 
-def summarize(results: list[dict], baseline: str = "baseline") -> dict:
+def _difference(name: str, runs: dict, base: dict, columns: list[str], notes: list[str]) -> dict:
+    """Paired differences of one setting's runs to the baseline's, per column; appends notes."""
+    common = sorted(set(runs) & set(base))
+    entry = {"common_seeds": common,
+             "seeds_without_baseline": sorted(set(runs) - set(base)),
+             "baseline_seeds_without_setting": sorted(set(base) - set(runs)),
+             "scores": {}}
+    if entry["seeds_without_baseline"] or entry["baseline_seeds_without_setting"]:
+        notes.append(f"{name}: paired with the baseline over the common seeds {common} only "
+                     f"(setting alone: {entry['seeds_without_baseline']}, "
+                     f"baseline alone: {entry['baseline_seeds_without_setting']})")
+    for lang in columns:
+        entry["scores"][lang] = _paired({s: runs[s][lang] for s in common}, {s: base[s][lang] for s in common}, common)
+    entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
+    if entry["zero_shot"]["n"] < 2:
+        notes.append(f"{name}: fewer than 2 paired seeds, so no std, p-value or interval")
+    return entry
+
+
+def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     """Summary of runs over seeds (JSON-serialisable; unavailable statistics are NaN).
+
+    ``baseline`` names the setting the others are compared with; None (or a name
+    without runs) gives no paired differences, and a note says so.
 
     Returns ``{"baseline", "languages", "source_langs", "zero_shot_languages",
     "encoder"/"task"/"metric"/"eval_split" (when the runs give them), "settings",
@@ -118,7 +143,7 @@ def summarize(results: list[dict], baseline: str = "baseline") -> dict:
     languages = list(dict.fromkeys(lang for run in results for lang in run["scores"]))
     source = sorted(results[0]["source_langs"])
     zero_shot_langs = [lang for lang in languages if lang not in source]
-    notes = []
+    notes = [] if zero_shot_langs else ["every language is a source language: no zero-shot mean"]
 
     per_setting: dict[str, dict[int, dict]] = {}
     for run in results:
@@ -138,7 +163,7 @@ def summarize(results: list[dict], baseline: str = "baseline") -> dict:
             values = [runs[s][lang] for s in seeds]
             stats = {**_stats(values), "per_seed": {str(s): runs[s][lang] for s in seeds}}
             nan_seeds = [s for s in seeds if not math.isfinite(runs[s][lang])]
-            if nan_seeds:
+            if nan_seeds and (lang != ZERO_SHOT or zero_shot_langs):
                 notes.append(f"{name}, {lang}: NaN in seed(s) {nan_seeds}, left out of the mean and the pairing")
             entry["scores"][lang] = stats
         if len(seeds) < 2:
@@ -147,28 +172,13 @@ def summarize(results: list[dict], baseline: str = "baseline") -> dict:
         settings[name] = entry
 
     differences = {}
-    if baseline not in per_setting:
+    if baseline is None:
+        notes.append("no baseline setting given: no paired differences")
+    elif baseline not in per_setting:
         notes.append(f"no runs of the baseline setting {baseline!r}: no paired differences")
     for name in names:
-        if name == baseline or baseline not in per_setting:
-            continue
-        runs, base = per_setting[name], per_setting[baseline]
-        common = sorted(set(runs) & set(base))
-        entry = {"common_seeds": common,
-                 "seeds_without_baseline": sorted(set(runs) - set(base)),
-                 "baseline_seeds_without_setting": sorted(set(base) - set(runs)),
-                 "scores": {}}
-        if entry["seeds_without_baseline"] or entry["baseline_seeds_without_setting"]:
-            notes.append(f"{name}: paired with the baseline over the common seeds {common} only "
-                         f"(setting alone: {entry['seeds_without_baseline']}, "
-                         f"baseline alone: {entry['baseline_seeds_without_setting']})")
-        for lang in columns:
-            entry["scores"][lang] = _paired({s: runs[s][lang] for s in common},
-                                            {s: base[s][lang] for s in common}, common)
-        entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
-        if entry["zero_shot"]["n"] < 2:
-            notes.append(f"{name}: fewer than 2 paired seeds, so no std, p-value or interval")
-        differences[name] = entry
+        if name != baseline and baseline in per_setting:
+            differences[name] = _difference(name, per_setting[name], per_setting[baseline], columns, notes)
 
     meta = {}
     for key in ("encoder", "task", "metric", "eval_split"):
@@ -240,12 +250,14 @@ def _grid(header: list[str], body: list[list[str]]) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body]
 
 
-def plot_difference_heatmap(summary: dict, path, title: str) -> None:
+def plot_difference_heatmap(summary: dict, path, title: str) -> bool:
     """Languages (and the zero-shot mean) × settings heatmap of the mean difference to the baseline.
 
     Diverging colour map centred at 0 (blue: better than the baseline), each cell
-    annotated with the difference and ``k/n`` seeds improved. Raises ImportError
-    when matplotlib is missing, ValueError when there is no difference to draw.
+    annotated with the difference and ``k/n`` seeds improved. Returns False, writing
+    nothing and logging a warning, when the summary has no difference to draw (no
+    baseline runs, or no other setting); True once the file is written. Raises
+    ImportError when matplotlib is missing.
     """
     try:
         import matplotlib
@@ -256,7 +268,9 @@ def plot_difference_heatmap(summary: dict, path, title: str) -> None:
 
     names = list(summary["differences"])
     if not names:
-        raise ValueError("the summary has no paired differences to plot (no baseline or no other setting)")
+        logger.warning("no paired differences to the baseline (no baseline runs or no other setting): %s not drawn",
+                       path)
+        return False
     rows = summary["languages"] + [ZERO_SHOT]
     cells = [[_cell(summary["differences"][n], lang) for n in names] for lang in rows]
     means = np.array([[c["mean"] for c in row] for row in cells], dtype=float)
@@ -279,3 +293,4 @@ def plot_difference_heatmap(summary: dict, path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True

@@ -117,11 +117,16 @@ def test_one_seed_gives_nan_spread_and_says_so():
     assert "n/a" in text and "1/1" in text
 
 
-def test_without_baseline_there_are_no_differences():
+def test_without_baseline_there_are_no_differences(tmp_path, caplog):
     s = summarize([run("layer5", 0, {"en": 0.9, "de": 0.5})])
     assert s["differences"] == {} and any("no runs of the baseline" in n for n in s["notes"])
-    with pytest.raises(ValueError, match="no paired differences"):
-        plot_difference_heatmap(s, "unused.png", "t")
+    assert summarize([run("layer5", 0, {"en": 0.9, "de": 0.5})], baseline=None)["notes"] == [
+        "layer5: 1 seed only, so no std over seeds", "no baseline setting given: no paired differences"]
+    assert summarize([run("layer5", 0, {"en": 0.9})], baseline=None)["notes"][0] == (
+        "every language is a source language: no zero-shot mean")
+    pytest.importorskip("matplotlib", reason="the heatmap needs matplotlib (the models extra)")
+    assert plot_difference_heatmap(s, tmp_path / "diff.png", "t") is False
+    assert not (tmp_path / "diff.png").exists() and "not drawn" in caplog.text
 
 
 def test_format_summary_shows_the_tables():
@@ -149,7 +154,7 @@ def test_bad_input_is_refused():
 def test_heatmap_is_written(tmp_path):
     pytest.importorskip("matplotlib", reason="the heatmap needs matplotlib (the models extra)")
     path = tmp_path / "diff.png"
-    plot_difference_heatmap(summarize(two_settings()), path, "tiny, dev, seeds 0-2")
+    assert plot_difference_heatmap(summarize(two_settings()), path, "tiny, dev, seeds 0-2") is True
     assert path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
