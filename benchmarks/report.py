@@ -18,6 +18,12 @@ from pathlib import Path
 PROVIDER_ORDER = ["eager", "compile", "compile-max-autotune", "fused"]
 
 
+def ordered(providers) -> list[str]:
+    """The known providers in their order, then any other (a provider added later still shows)."""
+    known = [p for p in PROVIDER_ORDER if p in providers]
+    return known + sorted(set(providers) - set(known))
+
+
 def _median_s(bench: dict) -> float:
     info = bench["extra_info"]
     return info["gpu_median_ms"] / 1e3 if "gpu_median_ms" in info else bench["stats"]["median"]
@@ -40,7 +46,7 @@ def op_rows(data: dict) -> list[dict]:
         eager = by_provider.get("eager")
         compiled = by_provider.get("compile")
         autotuned = by_provider.get("compile-max-autotune")
-        for provider in [p for p in PROVIDER_ORDER if p in by_provider]:
+        for provider in ordered(by_provider):
             b = by_provider[provider]
             t = _median_s(b)
             info = b["extra_info"]
@@ -106,7 +112,7 @@ def chart(data: dict, path: Path) -> None:
 
     rows = op_rows(data)
     cases = sorted({(r["which"], r["dtype"], r["shape"], r["mask"]) for r in rows})
-    providers = [p for p in PROVIDER_ORDER if any(r["provider"] == p for r in rows)]
+    providers = ordered({r["provider"] for r in rows})
     lookup = {(r["which"], r["dtype"], r["shape"], r["mask"], r["provider"]): r["vs_eager"] or 0 for r in rows}
     fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(cases)), 5))
     width = 0.8 / max(1, len(providers))

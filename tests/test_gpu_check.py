@@ -87,3 +87,23 @@ def test_benchmark_budget_skips_with_the_reason_and_bad_selection_is_refused():
     bad = run([sys.executable, "-m", "pytest", "benchmarks/test_bench_aif.py", "-q", "-p", "no:cacheprovider",
                "--bench-select", "colour=red"])
     assert bad.returncode != 0 and "no benchmark has the parameter(s) ['colour']" in bad.stderr + bad.stdout
+
+
+def test_report_ratios_and_providers_it_does_not_know():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import report
+    finally:
+        sys.path.pop(0)
+
+    def bench(provider, ms):
+        return {"stats": {"median": ms / 1e3}, "extra_info": {
+            "provider": provider, "which": "forward", "dtype": "bf16", "shape": "s", "masked": True}}
+
+    data = {"benchmarks": [bench("fused-graph", 1.0), bench("fused", 2.0), bench("compile", 4.0),
+                           bench("compile-max-autotune", 3.0), bench("eager", 8.0)]}
+    rows = report.op_rows(data)
+    assert [r["provider"] for r in rows] == ["eager", "compile", "compile-max-autotune", "fused", "fused-graph"]
+    fused = rows[3]
+    assert (fused["vs_eager"], fused["vs_compile"], fused["vs_autotune"]) == pytest.approx((4.0, 2.0, 1.5))
+    assert "| fused-graph | 1.000 | 8.00 | 4.00 | 3.00 |" in report.markdown(data)
