@@ -1,4 +1,4 @@
-"""Benchmark helpers: providers, shapes, GPU timing with CUDA events, the bytes of DESIGN.md §5.
+"""Benchmark helpers: providers, shapes, GPU timing with CUDA events, the minimum bytes of docs/design.md.
 
 On a CUDA GPU every provider runs at the real shapes; on a CPU only eager and
 torch.compile run, at small shapes, and the GPU providers are skipped with the reason.
@@ -30,7 +30,7 @@ def skip_if_unavailable(provider: str) -> None:
 
 
 def min_bytes(B: int, T: int, E: int, dtype: torch.dtype, which: str) -> int:
-    """DESIGN.md §5 minimum traffic: forward 3S (X, Y, Z), backward 5S (X, Y, dZ, dX, dY)."""
+    """Minimum traffic (docs/design.md, performance model): forward 3S (X, Y, Z), backward 5S (X, Y, dZ, dX, dY)."""
     S = B * T * E * torch.empty((), dtype=dtype).element_size()
     return {"forward": 3 * S, "backward": 5 * S, "forward+backward": 8 * S}[which]
 

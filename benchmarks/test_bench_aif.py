@@ -1,7 +1,7 @@
 """The AIF op: forward, backward, forward+backward for eager / torch.compile / fused, fp32 and bf16.
 
 GPU runs record in ``extra_info``: the median GPU time (CUDA events, inputs rotated
-past the L2 cache), achieved GB/s against DESIGN.md §5's minimum bytes and its
+past the L2 cache), achieved GB/s against the minimum bytes of docs/design.md and its
 fraction of the measured copy bandwidth, bytes saved for backward, peak memory.
 """
 import pytest
