@@ -118,10 +118,11 @@ def _fused_forward(encoder_forward):
     return forward
 
 
-def load_dlfa_pretrained(model_class: type[PreTrainedModel], path: Union[str, os.PathLike], **config_kwargs):
+def load_dlfa_pretrained(model_class, path: Union[str, os.PathLike], **config_kwargs):
     """Reload a model that was saved (``save_pretrained``) after :func:`apply_dlfa`, from a local folder.
 
-    Builds ``model_class`` from the saved config, applies DLFA with the saved settings
+    ``model_class``: the model's class (``BertForSequenceClassification``) or an Auto class
+    (``AutoModelForSequenceClassification``). Builds it from the saved config, applies DLFA with the saved settings
     (``config.dlfa``) and loads every saved weight, AIF included, strictly.
     ``config_kwargs`` override config fields (as ``from_pretrained`` would).
     """
@@ -132,6 +133,7 @@ def load_dlfa_pretrained(model_class: type[PreTrainedModel], path: Union[str, os
     if not isinstance(settings, dict):
         raise ValueError(f"{os.fspath(path)!r} was not saved from an apply_dlfa'd model (its config has no "
                          f"'{CONFIG_KEY}' settings); load it with {model_class.__name__}.from_pretrained")
-    model = apply_dlfa(model_class(config), **settings)
+    is_model_class = isinstance(model_class, type) and issubclass(model_class, PreTrainedModel)
+    model = apply_dlfa(model_class(config) if is_model_class else model_class.from_config(config), **settings)
     load_torch_model(model, path, strict=True)
     return model.eval()
