@@ -1,17 +1,13 @@
 """gate_init: the AIF (and the model) start at exactly p·X + (1 − p)·Y, and training moves away from it."""
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig
+from transformers import AutoModelForSequenceClassification
 
 import dlfa_models as dm
 from dlfa_kernels import AIF
+from tiny_assets import make_encoder, tiny_bert_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def tiny_encoder():
-    return BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=64)
 
 
 def inputs(B=3, T=7, E=32, dtype=torch.float32, seed=0):
@@ -54,7 +50,7 @@ def test_up_projections_get_gradients_and_training_moves_the_gate(backend):
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_model_starts_at_the_chosen_mix(backend):
     torch.manual_seed(0)
-    config = dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=1, aif_backend=backend, gate_init=0.7)
+    config = dm.DLFAConfig(encoder=tiny_bert_config(), fusion_layer=1, aif_backend=backend, gate_init=0.7)
     model = dm.DLFAModel(config).eval()
     ids = torch.randint(1, 99, (3, 9))
     mask = torch.ones(3, 9, dtype=torch.long)
@@ -66,7 +62,7 @@ def test_model_starts_at_the_chosen_mix(backend):
 
 def test_random_init_is_the_default_and_documented():
     torch.manual_seed(0)
-    model = dm.DLFAModel(dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=1, gate_init="random"))
+    model = dm.DLFAModel(dm.DLFAConfig(encoder=tiny_bert_config(), fusion_layer=1, gate_init="random"))
     assert model.config.gate_init is None
     for linear in (model.aif.local_up, model.aif.global_up):
         assert linear.weight.std() > 0.01 and torch.equal(linear.bias, torch.zeros_like(linear.bias))
@@ -75,7 +71,7 @@ def test_random_init_is_the_default_and_documented():
 def test_saved_model_keeps_its_trained_aif_not_the_gate_init(tmp_path):
     """The gate init is an initialisation: loading a trained checkpoint must not reset the up-projections."""
     torch.manual_seed(0)
-    config = dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=1, gate_init=0.9, num_labels=2)
+    config = dm.DLFAConfig(encoder=tiny_bert_config(), fusion_layer=1, gate_init=0.9, num_labels=2)
     model = dm.DLFAForSequenceClassification(config)
     with torch.no_grad():
         for p in model.parameters():
@@ -88,7 +84,6 @@ def test_saved_model_keeps_its_trained_aif_not_the_gate_init(tmp_path):
 
 
 def test_from_encoder_passes_gate_init(tmp_path):
-    from tiny_assets import make_encoder
     folder = make_encoder(tmp_path / "enc", layers=3)
     model = dm.DLFAForSequenceClassification.from_encoder(str(folder), fusion_layer=1, gate_init=0.5, num_labels=1)
     assert torch.equal(model.dlfa.aif.local_up.bias, torch.zeros(32))  # logit(0.5) = 0
@@ -98,6 +93,6 @@ def test_from_encoder_passes_gate_init(tmp_path):
 @pytest.mark.parametrize("bad", [0, 1, 1.0, -0.5, 2, float("nan"), True, "0.5", "zeros"])
 def test_bad_gate_init_is_refused(bad):
     with pytest.raises(ValueError, match="gate_init must be"):
-        dm.DLFAConfig(encoder=tiny_encoder(), gate_init=bad)
+        dm.DLFAConfig(encoder=tiny_bert_config(), gate_init=bad)
     with pytest.raises(ValueError, match="gate_init must be"):
         dm.init_gate(AIF(32, 4), bad)

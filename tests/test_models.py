@@ -1,4 +1,5 @@
-"""dlfa_models: heads, losses, gate statistics, baseline equivalence, backends, save/load, Auto classes,\nfrom_pretrained on a plain encoder, compile, bad config."""
+"""dlfa_models: heads, losses, gate statistics, baseline equivalence, backends, save/load, Auto classes,
+from_pretrained on a plain encoder, compile, bad config."""
 import json
 import math
 from pathlib import Path
@@ -12,33 +13,20 @@ from transformers import (
 
 import dlfa_models as dm
 from aif_check import rel_err
-from tiny_assets import make_encoder
+from tiny_assets import make_encoder, tiny_bert_config, token_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def tiny_encoder(layers=3, hidden=32):
-    return BertConfig(vocab_size=99, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=64)
-
-
-def batch(B=3, T=9, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, 99, (B, T), generator=g)
-    mask = torch.ones(B, T, dtype=torch.long)
-    mask[0, 5:] = 0
-    return ids, mask
-
-
 def make(cls, fusion_layer=1, backend="torch", seed=0, **kw):
     torch.manual_seed(seed)
-    return cls(dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=fusion_layer, aif_backend=backend, **kw)).eval()
+    return cls(dm.DLFAConfig(encoder=tiny_bert_config(), fusion_layer=fusion_layer, aif_backend=backend, **kw)).eval()
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_regression_head_loss_is_mse(pooling):
     model = make(dm.DLFAForSequenceClassification, num_labels=1, sentence_pooling=pooling)
-    ids, mask = batch()
+    ids, mask = token_batch()
     labels = torch.tensor([0.5, 3.0, 4.5])
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     assert out.logits.shape == (3, 1)
@@ -50,7 +38,7 @@ def test_regression_head_loss_is_mse(pooling):
 
 def test_classification_head_loss_is_cross_entropy():
     model = make(dm.DLFAForSequenceClassification, num_labels=3)
-    ids, mask = batch()
+    ids, mask = token_batch()
     labels = torch.tensor([0, 2, 1])
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
@@ -59,7 +47,7 @@ def test_classification_head_loss_is_cross_entropy():
 
 def test_token_head_ignores_minus_100():
     model = make(dm.DLFAForTokenClassification, num_labels=5)
-    ids, mask = batch()
+    ids, mask = token_batch()
     labels = torch.randint(0, 5, ids.shape)
     labels[mask == 0] = -100
     labels[1, 0] = -100
@@ -72,7 +60,7 @@ def test_token_head_ignores_minus_100():
 
 def test_gate_statistics_per_sequence():
     model = make(dm.DLFAModel)
-    ids, mask = batch()
+    ids, mask = token_batch()
     out = model(input_ids=ids, attention_mask=mask, output_gate_stats=True)
     assert out.gate_mean.shape == (3,)
     assert ((out.gate_mean > 0) & (out.gate_mean < 1)).all()
@@ -82,7 +70,7 @@ def test_gate_statistics_per_sequence():
 def test_fusion_off_equals_plain_encoder_plus_head():
     model = make(dm.DLFAForSequenceClassification, fusion_layer=None, num_labels=2)
     assert model.dlfa.aif is None
-    ids, mask = batch()
+    ids, mask = token_batch()
     encoder = BertModel(model.config.encoder, add_pooling_layer=False).eval()
     encoder.load_state_dict(model.dlfa.encoder.state_dict())
     expected = model.classifier(encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
@@ -91,7 +79,7 @@ def test_fusion_off_equals_plain_encoder_plus_head():
 
 def test_fusion_uses_the_configured_layer():
     model = make(dm.DLFAModel, fusion_layer=2)
-    ids, mask = batch()
+    ids, mask = token_batch()
     hs = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
     expected = model.aif(hs[-1], hs[2], mask)
     torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).last_hidden_state, expected)
@@ -100,7 +88,7 @@ def test_fusion_uses_the_configured_layer():
 @pytest.mark.parametrize("cls", [dm.DLFAForSequenceClassification, dm.DLFAForTokenClassification])
 def test_triton_backend_matches_reference_at_model_level(cls):
     """DESIGN.md §4 at model level: triton (fp32) within 2 × torch-fp32's error of a float64 run."""
-    ids, mask = batch()
+    ids, mask = token_batch()
     labels = torch.tensor([0, 1, 1]) if cls is dm.DLFAForSequenceClassification else mask.clone()
     results = {}
     for name, backend, dtype in (("triton", "triton", torch.float32), ("torch32", "torch", torch.float32),
@@ -133,8 +121,8 @@ def test_save_and_load_round_trip_is_bitwise(tmp_path):
 
 
 def test_auto_classes(tmp_path):
-    config = dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=0, num_labels=2)
-    assert type(AutoConfig.for_model("dlfa", encoder=tiny_encoder().to_dict())) is dm.DLFAConfig
+    config = dm.DLFAConfig(encoder=tiny_bert_config(), fusion_layer=0, num_labels=2)
+    assert type(AutoConfig.for_model("dlfa", encoder=tiny_bert_config().to_dict())) is dm.DLFAConfig
     assert type(AutoModel.from_config(config)) is dm.DLFAModel
     assert type(AutoModelForSequenceClassification.from_config(config)) is dm.DLFAForSequenceClassification
     assert type(AutoModelForTokenClassification.from_config(config)) is dm.DLFAForTokenClassification
@@ -144,7 +132,7 @@ def test_auto_classes(tmp_path):
 
 def test_torch_compile_of_the_model_runs():
     model = make(dm.DLFAForSequenceClassification, num_labels=1)
-    ids, mask = batch()
+    ids, mask = token_batch()
     eager = model(input_ids=ids, attention_mask=mask).logits
     compiled = torch.compile(model)(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
@@ -162,7 +150,7 @@ def test_torch_compile_of_the_model_runs():
 ])
 def test_bad_configuration_is_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
-        dm.DLFAForSequenceClassification(dm.DLFAConfig(encoder=tiny_encoder(), **kwargs))
+        dm.DLFAForSequenceClassification(dm.DLFAConfig(encoder=tiny_bert_config(), **kwargs))
 
 
 def minilm_folder() -> Path:
@@ -202,7 +190,7 @@ def spread_gate(aif):
 def test_gate_statistics_fields_match_the_gate():
     model = make(dm.DLFAModel, fusion_layer=1)
     spread_gate(model.aif)
-    ids, mask = batch(B=4, T=11)
+    ids, mask = token_batch(B=4, T=11)
     mask[2] = 0  # an all-padding row
     out = model(input_ids=ids, attention_mask=mask, output_gate_stats=True)
     hs = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
@@ -224,7 +212,7 @@ def test_gate_statistics_fields_match_the_gate():
 
 def test_gate_statistics_through_the_heads_and_as_tuples():
     model = make(dm.DLFAForTokenClassification, num_labels=3)
-    ids, mask = batch()
+    ids, mask = token_batch()
     out = model(input_ids=ids, attention_mask=mask, output_gate_stats=True)
     assert list(out.keys()) == ["logits", *dm.GATE_STAT_FIELDS]
     as_tuple = model(input_ids=ids, attention_mask=mask, output_gate_stats=True, return_dict=False)
@@ -247,7 +235,7 @@ def test_summarize_gate_stats_pools_tokens_and_skips_empty_rows():
 @pytest.mark.parametrize("cls", [dm.DLFAForSequenceClassification, dm.DLFAForTokenClassification])
 def test_return_dict_false_gives_tuples(cls):
     model = make(cls, num_labels=2)
-    ids, mask = batch()
+    ids, mask = token_batch()
     labels = torch.tensor([0, 1, 1]) if cls is dm.DLFAForSequenceClassification else mask.clone()
     expected = model(input_ids=ids, attention_mask=mask, labels=labels)
     loss, logits = model(input_ids=ids, attention_mask=mask, labels=labels, return_dict=False)
@@ -263,7 +251,7 @@ def test_return_dict_false_gives_tuples(cls):
 
 @pytest.mark.parametrize("fusion_layer", [None, 1, "middle"])
 def test_saved_config_always_carries_fusion_layer(tmp_path, fusion_layer):
-    config = dm.DLFAConfig(encoder=tiny_encoder(), fusion_layer=fusion_layer)
+    config = dm.DLFAConfig(encoder=tiny_bert_config(), fusion_layer=fusion_layer)
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["fusion_layer"] == config.fusion_layer and "fusion_layer" in saved
@@ -285,10 +273,10 @@ def test_config_without_fusion_layer_is_refused_on_load(tmp_path):
     # saying which layer it was makes it loadable, the same as before the edit
     loaded = dm.DLFAForSequenceClassification.from_pretrained(tmp_path, fusion_layer=2)
     assert loaded.config.fusion_layer == 2
-    ids, mask = batch()
+    ids, mask = token_batch()
     torch.testing.assert_close(loaded.eval()(input_ids=ids, attention_mask=mask).logits,
                                model(input_ids=ids, attention_mask=mask).logits)
-    dm.DLFAConfig(encoder=tiny_encoder())  # in code, the default ("middle") still applies
+    dm.DLFAConfig(encoder=tiny_bert_config())  # in code, the default ("middle") still applies
 
 
 @pytest.mark.parametrize("cls", [dm.DLFAForSequenceClassification, dm.DLFAForTokenClassification, dm.DLFAModel])
@@ -334,15 +322,15 @@ def test_encoder_decoder_encoders_are_refused_at_construction(encoder):
 @pytest.mark.parametrize("num_labels", [0, -1])
 def test_num_labels_below_one_is_refused(num_labels):
     with pytest.raises(ValueError, match="num_labels must be a positive int"):
-        dm.DLFAConfig(encoder=tiny_encoder(), num_labels=num_labels)
-    config = dm.DLFAConfig(encoder=tiny_encoder())
+        dm.DLFAConfig(encoder=tiny_bert_config(), num_labels=num_labels)
+    config = dm.DLFAConfig(encoder=tiny_bert_config())
     config.num_labels = num_labels  # set after construction: the head refuses it
     with pytest.raises(ValueError, match="num_labels must be a positive int"):
         dm.DLFAForSequenceClassification(config)
 
 
 def test_hidden_size_is_the_encoders():
-    config = dm.DLFAConfig(encoder=tiny_encoder())
+    config = dm.DLFAConfig(encoder=tiny_bert_config())
     config.hidden_size = 32  # consistent: accepted
     with pytest.raises(ValueError, match="hidden_size is the encoder's"):
         config.hidden_size = 64
