@@ -291,6 +291,8 @@ def test_from_pretrained_on_a_plain_encoder_builds_around_it(tmp_path, cls):
         assert torch.equal(base.encoder.state_dict()[k], v), k
     model.save_pretrained(tmp_path / "dlfa")  # and the saved DLFA model loads the usual way
     assert type(cls.from_pretrained(tmp_path / "dlfa")) is cls
+    wide = cls.from_pretrained(str(folder), fusion_layer=1, num_labels=2, dtype=torch.float64)
+    assert {p.dtype for p in wide.parameters()} == {torch.float64}
 
 
 def test_plain_encoder_config_is_not_taken_for_a_dlfa_one(tmp_path):
