@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import (
     AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification, BartConfig,
-    BertConfig, BertModel, T5Config,
+    BertModel, T5Config,
 )
 
 import dlfa_models as dm
