@@ -6,11 +6,27 @@ import json
 import random
 from pathlib import Path
 
+import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 WORDS = ["the", "a", "man", "woman", "dog", "cat", "eats", "plays", "reads", "runs", "apple", "guitar", "book",
          "park", "in", "on", "berlin", "paris", "anna", "peter", "google", "bank", "der", "la", "le", "el", "und"]
 LANGS = ("en", "de", "fr")
+
+
+def tiny_bert_config(layers: int = 3, hidden: int = 32) -> BertConfig:
+    """A random BERT's config small enough for unit tests (vocabulary of 99 ids)."""
+    return BertConfig(vocab_size=99, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=2 * hidden, max_position_embeddings=64)
+
+
+def token_batch(B: int = 3, T: int = 9, seed: int = 0, low: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids (B, T) in [low, 99) and an attention mask (B, T) whose first row is padded after 5 tokens."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(low, 99, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[0, 5:] = 0
+    return ids, mask
 
 
 def make_encoder(folder: Path, layers: int = 2, hidden: int = 32) -> Path:
