@@ -5,6 +5,14 @@ pair tasks (sts, xnli, pawsx) have ``sentence1``, ``sentence2``, ``label``
 (float score for sts, class id otherwise); tagging tasks (ner, pos) have
 ``tokens`` and ``tags`` (class ids). Bad local data raises ``DataError`` naming
 the file and row before any training starts.
+
+Local files (docs/data-files.md) are UTF-8, a byte-order mark allowed. Rows are
+numbered by their line in the file; blank (whitespace-only) lines anywhere are
+skipped. ``.csv`` is quoted CSV whose fields hold no line breaks; ``.tsv`` is
+one row per line split at tabs, quotes being ordinary text; either has a header
+only if its first row names a known column, else the columns are sentence1,
+sentence2, label. ``.jsonl`` is one JSON object per line, values type-checked.
+Tagging data is ``.jsonl`` only.
 """
 from __future__ import annotations
 

@@ -32,10 +32,7 @@ texts = st.text(st.one_of(st.sampled_from(SPECIALS), st.characters(exclude_categ
 def tables(draw):
     """(task, extension, rows as the loader must return them, rows as written, header)."""
     task = draw(st.sampled_from(["sts", "xnli", "ner"]))
-    if task == "ner":
-        ext = "jsonl"
-    else:
-        ext = draw(st.sampled_from(["csv", "tsv", "jsonl"]))
+    ext = "jsonl" if task == "ner" else draw(st.sampled_from(["csv", "tsv", "jsonl"]))  # tagging data is JSONL only
     text = texts.filter(lambda s: "\t" not in s) if ext == "tsv" else texts
     n = draw(st.integers(1, 6))
     if task == "ner":
