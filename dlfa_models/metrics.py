@@ -12,12 +12,14 @@ from scipy import stats
 def sts_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict:
     """predictions: (N,) or (N, 1) scores; labels: (N,). Correlations in [-1, 1].
 
-    With fewer than two pairs, or constant predictions or gold scores, a correlation is undefined: both are
-    NaN, with a ``RuntimeWarning`` saying why (never 0.0, which would read as "no signal" and pull averages).
+    With fewer than two pairs, non-finite predictions, or constant predictions or gold scores, a correlation is
+    undefined: both are NaN, with a ``RuntimeWarning`` saying why (never 0.0, which would read as "no signal"
+    and slip unnoticed into averages).
     """
     p = np.asarray(predictions, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
-    reason = ("fewer than two pairs" if len(p) < 2 else "the predictions are constant" if np.ptp(p) == 0
+    reason = ("fewer than two pairs" if len(p) < 2 else "some predictions are not finite" if not np.isfinite(p).all()
+              else "the predictions are constant" if np.ptp(p) == 0
               else "the gold scores are constant" if np.ptp(y) == 0 else None)
     if reason:
         warnings.warn(f"Spearman and Pearson are undefined ({reason}); reported as NaN", RuntimeWarning, stacklevel=2)

@@ -16,6 +16,7 @@ NER = TASKS["ner"]
     (np.full((6, 1), 0.0), np.arange(6.0), "the predictions are constant"),
     (np.arange(6.0), np.full(6, 3.0), "the gold scores are constant"),
     (np.array([1.0]), np.array([2.0]), "fewer than two pairs"),
+    (np.array([1.0, np.nan, 3.0]), np.arange(3.0), "some predictions are not finite"),
 ])
 def test_undefined_correlation_is_nan_with_a_warning(predictions, labels, reason):
     with pytest.warns(RuntimeWarning, match=rf"Spearman and Pearson are undefined \({reason}\); reported as NaN"):
