@@ -156,7 +156,8 @@ def _read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}, row {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+        raise DataError(f"{path}, row {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8"
+                        ) from None
 
 
 def _is_blank(line: str) -> bool:
@@ -293,7 +294,8 @@ def _tagging_record(rec: dict, task: Task, path: Path, row: int) -> dict:
     tokens, tags = rec["tokens"], rec["tags"]
     if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
         shape = [f"{len(v)} items" if isinstance(v, list) else _json_type(v) for v in (tokens, tags)]
-        raise DataError(f"{path}, row {row}: tokens and tags must be lists of equal length, got {shape[0]} and {shape[1]}")
+        raise DataError(f"{path}, row {row}: tokens and tags must be lists of equal length, "
+                        f"got {shape[0]} and {shape[1]}")
     if not tokens:
         raise DataError(f"{path}, row {row}: a sentence without tokens")
     for j, token in enumerate(tokens):

@@ -11,14 +11,15 @@ IGNORE = -100  # label of positions that are not scored (special tokens, later s
 def tokenize(ds, tokenizer, task: Task, max_length: int):
     """Pair tasks: one sequence of both sentences, truncated to max_length.
 
-    Tagging tasks: a sentence longer than max_length sub-words (with the special tokens) is cut into windows
-    of whole words, consecutive windows sharing up to a quarter of a window, so no word is lost. Every word is labelled on its first sub-word in
-    exactly one window (the one where it sits further from the window's edge; the overlap is split at its
-    middle), ``IGNORE`` elsewhere, so the labelled words of a sentence's windows, read in order, are the
-    sentence's words in order. Column ``sentence_id`` holds the source row of each window; the rows of one
-    sentence are consecutive; pass it to ``metrics.metric_fn`` as ``sentence_ids`` (the ``Trainer`` leaves it
-    out of the model's inputs, as it does every column the model's ``forward`` does not name). A word the
-    tokenizer turns into no sub-word at all is replaced by its unknown token, so that it still carries its label.
+    Tagging tasks: a sentence longer than max_length sub-words (with the special tokens) is cut into windows of
+    whole words, consecutive windows sharing up to a quarter of a window, so no word is lost. Every word is
+    labelled on its first sub-word in exactly one window (the one where it sits further from the window's edge;
+    the overlap is split at its middle), ``IGNORE`` elsewhere, so the labelled words of a sentence's windows,
+    read in order, are the sentence's words in order. Column ``sentence_id`` holds the source row of each
+    window; the rows of one sentence are consecutive; pass it to ``metrics.metric_fn`` as ``sentence_ids`` (the
+    ``Trainer`` leaves it out of the model's inputs, as it does every column the model's ``forward`` does not
+    name). A word the tokenizer turns into no sub-word at all is replaced by its unknown token, so that it still
+    carries its label.
     """
     if task.kind == "pair":
         def pair_fn(batch):

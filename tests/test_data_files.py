@@ -107,7 +107,8 @@ def test_header_naming_label_and_score_is_refused(tmp_path):
 @pytest.mark.parametrize("ext,content", [
     ("csv", b"a,b,1\nc,d,2\nx\xff,y,3\n"),
     ("tsv", b"a\tb\t1\nc\td\t2\nx\xe9y\tz\t3\n"),
-    ("jsonl", b'{"sentence1": "a", "sentence2": "b", "label": 1}\n\n{"sentence1": "\xc3", "sentence2": "b", "label": 1}\n'),
+    ("jsonl", b'{"sentence1": "a", "sentence2": "b", "label": 1}\n\n'
+              b'{"sentence1": "\xc3", "sentence2": "b", "label": 1}\n'),
 ])
 def test_non_utf8_byte_names_file_and_row(tmp_path, ext, content):
     with pytest.raises(DataError, match=rf"stsb-en-train.{ext}, row 3: not valid UTF-8 \(byte 0x"):

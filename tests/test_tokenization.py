@@ -27,7 +27,8 @@ def _sentences(rng, n, max_words=30, max_letters=12):
     rows = []
     for _ in range(n):
         k = rng.randint(1, max_words)
-        words = ["".join(rng.choices(string.ascii_lowercase, k=rng.choice([1, 1, 2, 3, max_letters]))) for _ in range(k)]
+        lengths = rng.choices([1, 1, 2, 3, max_letters], k=k)
+        words = ["".join(rng.choices(string.ascii_lowercase, k=n)) for n in lengths]
         for _ in range(rng.randint(0, 2)):
             words[rng.randrange(k)] = rng.choice(["", " ", "\u200b", "\x00"])  # words with no sub-word of their own
         rows.append({"tokens": words, "tags": [rng.randrange(len(NER.labels)) for _ in range(k)]})
