@@ -5,10 +5,19 @@ pair tasks (sts, xnli, pawsx) have ``sentence1``, ``sentence2``, ``label``
 (float score for sts, class id otherwise); tagging tasks (ner, pos) have
 ``tokens`` and ``tags`` (class ids). Bad local data raises ``DataError`` naming
 the file and row before any training starts.
+
+Local files (docs/data-files.md) are UTF-8, a byte-order mark allowed. Rows are
+numbered by their line in the file; blank (whitespace-only) lines anywhere are
+skipped. ``.csv`` is quoted CSV whose fields hold no line breaks; ``.tsv`` is
+one row per line split at tabs, quotes being ordinary text; either has a header
+only if its first row names a known column, else the columns are sentence1,
+sentence2, label. ``.jsonl`` is one JSON object per line, values type-checked.
+Tagging data is ``.jsonl`` only.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -44,12 +53,15 @@ TASKS = {
     "ner": Task("ner", "tagging", "f1", NER_LABELS, "unimelb-nlp/wikiann", "ner"),
     "pos": Task("pos", "tagging", "accuracy", UPOS_LABELS, "universal-dependencies/universal_dependencies", "pos"),
 }
-# Universal Dependencies treebank per language (override with "lang=treebank", e.g. "de=de_hdt")
+# Universal Dependencies treebank per language; override with "lang=treebank", or merge several with
+# "lang=treebank+treebank" (e.g. "de=de_gsd+de_hdt")
 UD_TREEBANKS = {"en": "en_ewt", "de": "de_gsd", "es": "es_ancora", "fr": "fr_gsd", "zh": "zh_gsd", "ru": "ru_syntagrus",
                 "ar": "ar_padt", "hi": "hi_hdtb", "ja": "ja_gsd", "it": "it_isdt", "nl": "nl_alpino", "pt": "pt_bosque"}
 SPLIT_ALIASES = {"dev": "validation", "validation": "validation", "train": "train", "test": "test"}
 SCORE_RANGE = (0.0, 5.0)
+PAIR_COLUMNS = ("sentence1", "sentence2", "label")
 PAIR_COLUMN_ALIASES = {"premise": "sentence1", "hypothesis": "sentence2", "similarity_score": "label", "score": "label"}
+PAIR_HEADER_NAMES = frozenset(PAIR_COLUMNS) | frozenset(PAIR_COLUMN_ALIASES)
 
 
 def load_split(task: Task, lang: str, split: str, source: str) -> Dataset:
@@ -67,7 +79,7 @@ def load_split(task: Task, lang: str, split: str, source: str) -> Dataset:
 # ----------------------------------------------------------------------------- hub
 
 def _from_hub(task: Task, lang: str, split: str) -> Dataset:
-    from datasets import load_dataset
+    from datasets import concatenate_datasets, load_dataset
 
     if task.name == "sts":
         ds = load_dataset(task.hub_name, lang, split="dev" if split == "validation" else split)
@@ -80,12 +92,15 @@ def _from_hub(task: Task, lang: str, split: str) -> Dataset:
     if task.name == "ner":
         return load_dataset(task.hub_name, lang, split=split).rename_column("ner_tags", "tags").select_columns(
             ["tokens", "tags"])
-    lang, _, treebank = lang.partition("=")
-    treebank = treebank or UD_TREEBANKS.get(lang)
-    if treebank is None:
+    lang, _, spec = lang.partition("=")
+    treebanks = [t.strip() for t in spec.split("+")] if spec else [UD_TREEBANKS.get(lang)]
+    if treebanks == [None]:
         raise DataError(f"no Universal Dependencies treebank known for {lang!r}; pass it as '{lang}=<treebank>'")
-    ds = load_dataset(task.hub_name, treebank, split=split)
-    return ds.rename_column("upos", "tags").select_columns(["tokens", "tags"])
+    if not all(treebanks):
+        raise DataError(f"an empty treebank name in {lang}={spec!r}; write e.g. '{lang}=a_b+a_c'")
+    parts = [load_dataset(task.hub_name, treebank, split=split).rename_column("upos", "tags").select_columns(
+        ["tokens", "tags"]) for treebank in treebanks]
+    return concatenate_datasets(parts)
 
 
 # ----------------------------------------------------------------------------- shipped sample
@@ -120,41 +135,135 @@ def find_file(task: Task, lang: str, split: str, folder: Path) -> Path:
 
 
 def _read_rows(path: Path, task: Task) -> list[tuple[int, dict]]:
-    """(row number, record) pairs; STS CSVs in the stsb_multi_mt format have no header."""
-    with open(path, newline="", encoding="utf-8") as f:
-        if path.suffix == ".jsonl":
-            rows = []
-            for i, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        rows.append((i, json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{path}, row {i}: not valid JSON ({e.msg})") from None
-        else:
-            delimiter = "\t" if path.suffix == ".tsv" else ","
-            raw = list(csv.reader(f, delimiter=delimiter))
-            if not raw:
-                raise DataError(f"{path}: the file is empty")
-            if task.name == "sts" and raw[0][-1:] and _is_number(raw[0][-1]):
-                header, start = ["sentence1", "sentence2", "label"], 0
-            else:
-                header, start = raw[0], 1
-            rows = []
-            for i, values in enumerate(raw[start:], start=start + 1):
-                if len(values) != len(header):
-                    raise DataError(f"{path}, row {i}: {len(values)} columns, expected {len(header)} ({', '.join(header)})")
-                rows.append((i, dict(zip(header, values))))
+    """(row number, record) pairs; a row is numbered by its line in the file, blank lines are skipped."""
+    text = _read_text(path)
+    if path.suffix == ".jsonl":
+        rows = _jsonl_rows(path, text, task)
+    elif task.kind == "tagging":
+        raise DataError(f"{path}: {task.name} data must be a .jsonl file of 'tokens' and 'tags' lists")
+    else:
+        lines = _tsv_lines(text) if path.suffix == ".tsv" else _csv_lines(path, text)
+        rows = _table_rows(path, lines)
     if not rows:
         raise DataError(f"{path}: the file is empty")
     return rows
 
 
-def _is_number(text: str) -> bool:
+def _read_text(path: Path) -> str:
+    """The file as text; UTF-8, with or without the byte-order mark spreadsheet programs write."""
+    raw = path.read_bytes()
     try:
-        float(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}, row {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8"
+                        ) from None
+
+
+def _is_blank(line: str) -> bool:
+    return not line.strip()
+
+
+def _tsv_lines(text: str) -> list[tuple[int, list[str]]]:
+    """Tab-separated cells of every non-blank line; quotes are text like any other character."""
+    return [(i, line.removesuffix("\r").split("\t"))
+            for i, line in enumerate(text.split("\n"), start=1) if not _is_blank(line)]
+
+
+def _csv_lines(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """Cells of every non-blank CSV record; a record must fit on its line (a quoted line break is refused)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    lines, start = [], 1
+    try:
+        for cells in reader:
+            if reader.line_num != start:
+                raise DataError(f"{path}, row {start}: a quoted field runs on to line {reader.line_num} "
+                                "(an unmatched quote?); fields may not hold line breaks")
+            if cells and not (len(cells) == 1 and _is_blank(cells[0])):
+                lines.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}, row {start}: not valid CSV ({e}); check its quotes") from None
+    return lines
+
+
+def _table_rows(path: Path, lines: list[tuple[int, list[str]]]) -> list[tuple[int, dict]]:
+    """Records of a CSV/TSV table: the first row is a header only if it names a known column,
+    otherwise every row is data in the order sentence1, sentence2, label (the stsb_multi_mt layout)."""
+    if not lines:
+        return []
+    first_row, first = lines[0]
+    if any(cell.strip() in PAIR_HEADER_NAMES for cell in first):
+        header = _columns([cell.strip() for cell in first], path, first_row)
+        lines = lines[1:]
+        if not lines:
+            raise DataError(f"{path}: a header but no data rows")
+    else:
+        header = list(PAIR_COLUMNS)
+    rows = []
+    for row, cells in lines:
+        if len(cells) != len(header):
+            raise DataError(f"{path}, row {row}: {len(cells)} columns, expected {len(header)} ({', '.join(header)})")
+        rows.append((row, dict(zip(header, cells))))
+    return rows
+
+
+def _columns(names: list[str], path: Path, row: int) -> list[str]:
+    """Column names with aliases resolved; two names for one column (e.g. label and score) are refused."""
+    columns = [PAIR_COLUMN_ALIASES.get(n, n) for n in names]
+    for column in set(columns):
+        given = [n for n, c in zip(names, columns) if c == column]
+        if len(given) > 1:
+            raise DataError(f"{path}, row {row}: {' and '.join(map(repr, given))} both give the {column} column")
+    return columns
+
+
+def _jsonl_rows(path: Path, text: str, task: Task) -> list[tuple[int, dict]]:
+    rows = []
+    for i, line in enumerate(text.split("\n"), start=1):
+        if _is_blank(line):
+            continue
+        try:
+            record = json.loads(line, object_pairs_hook=_object_without_repeated_keys)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}, row {i}: not valid JSON ({e.msg})") from None
+        except KeyError as e:
+            raise DataError(f"{path}, row {i}: key {e.args[0]!r} appears twice") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, row {i}: expected a JSON object, got {_json_type(record)}")
+        if task.kind == "pair":
+            record = dict(zip(_columns(list(record), path, i), record.values()))
+        rows.append((i, record))
+    return rows
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        raise KeyError(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+    return record
+
+
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a number")
+
+
+def _score(value, path: Path, row: int) -> float:
+    """An STS score: a number (JSON number or text), finite and inside SCORE_RANGE; true/false is not a number."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        score = float(value)
     except ValueError:
-        return False
-    return True
+        raise DataError(f"{path}, row {row}: score {value!r} is not a number") from None
+    if not (math.isfinite(score) and SCORE_RANGE[0] <= score <= SCORE_RANGE[1]):
+        raise DataError(f"{path}, row {row}: score {score} is outside {SCORE_RANGE[0]}–{SCORE_RANGE[1]}")
+    return score
 
 
 def _label_id(value, task: Task, path: Path, row: int) -> int:
@@ -167,36 +276,40 @@ def _label_id(value, task: Task, path: Path, row: int) -> int:
     raise DataError(f"{path}, row {row}: unknown label {value!r}; expected one of {list(task.labels)} or 0..{len(task.labels) - 1}")
 
 
+def _pair_record(rec: dict, task: Task, path: Path, row: int) -> dict:
+    missing = [c for c in PAIR_COLUMNS if c not in rec]
+    if missing:
+        raise DataError(f"{path}, row {row}: missing column(s) {missing}")
+    for column in ("sentence1", "sentence2"):
+        if not isinstance(rec[column], str):
+            raise DataError(f"{path}, row {row}: {column} must be text, got {_json_type(rec[column])}")
+    label = _score(rec["label"], path, row) if task.name == "sts" else _label_id(rec["label"], task, path, row)
+    return {"sentence1": rec["sentence1"], "sentence2": rec["sentence2"], "label": label}
+
+
+def _tagging_record(rec: dict, task: Task, path: Path, row: int) -> dict:
+    missing = [c for c in ("tokens", "tags") if c not in rec]
+    if missing:
+        raise DataError(f"{path}, row {row}: missing column(s) {missing}")
+    tokens, tags = rec["tokens"], rec["tags"]
+    if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
+        shape = [f"{len(v)} items" if isinstance(v, list) else _json_type(v) for v in (tokens, tags)]
+        raise DataError(f"{path}, row {row}: tokens and tags must be lists of equal length, "
+                        f"got {shape[0]} and {shape[1]}")
+    if not tokens:
+        raise DataError(f"{path}, row {row}: a sentence without tokens")
+    for j, token in enumerate(tokens):
+        if not isinstance(token, str):
+            raise DataError(f"{path}, row {row}: token {j} is {_json_type(token)}, not a string")
+    return {"tokens": tokens, "tags": [_label_id(t, task, path, row) for t in tags]}
+
+
 def _from_folder(task: Task, lang: str, split: str, folder: Path) -> Dataset:
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist")
     path = find_file(task, lang, split, folder)
-    records = []
-    for row, rec in _read_rows(path, task):
-        if task.kind == "pair":
-            rec = {PAIR_COLUMN_ALIASES.get(k, k): v for k, v in rec.items()}
-            missing = [c for c in ("sentence1", "sentence2", "label") if c not in rec]
-            if missing:
-                raise DataError(f"{path}, row {row}: missing column(s) {missing}")
-            if task.name == "sts":
-                try:
-                    score = float(rec["label"])
-                except (TypeError, ValueError):
-                    raise DataError(f"{path}, row {row}: score {rec['label']!r} is not a number") from None
-                if not (math.isfinite(score) and SCORE_RANGE[0] <= score <= SCORE_RANGE[1]):
-                    raise DataError(f"{path}, row {row}: score {score} is outside {SCORE_RANGE[0]}–{SCORE_RANGE[1]}")
-                label = score
-            else:
-                label = _label_id(rec["label"], task, path, row)
-            records.append({"sentence1": str(rec["sentence1"]), "sentence2": str(rec["sentence2"]), "label": label})
-        else:
-            if "tokens" not in rec or "tags" not in rec:
-                raise DataError(f"{path}, row {row}: missing column(s) {[c for c in ('tokens', 'tags') if c not in rec]}")
-            tokens, tags = rec["tokens"], rec["tags"]
-            if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
-                raise DataError(f"{path}, row {row}: tokens and tags must be lists of equal length")
-            records.append({"tokens": [str(t) for t in tokens], "tags": [_label_id(t, task, path, row) for t in tags]})
-    return Dataset.from_list(records)
+    record = _pair_record if task.kind == "pair" else _tagging_record
+    return Dataset.from_list([record(rec, task, path, row) for row, rec in _read_rows(path, task)])
 
 
 def limit(ds: Dataset, n: Optional[int], seed: int) -> Dataset:
