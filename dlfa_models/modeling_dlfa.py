@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 from dlfa_kernels import AIF, masked_mean
 
 from .configuration_dlfa import DEFAULT_ENCODER, DLFAConfig
+from .encoders import resolve_encoder
 
 
 @dataclass
@@ -72,6 +73,7 @@ class DLFAPreTrainedModel(PreTrainedModel):
         ``fusion_layer`` and ``config_kwargs`` go to :class:`DLFAConfig`; the AIF and the
         head start freshly initialised, the encoder holds the pretrained weights.
         """
+        name_or_path = resolve_encoder(name_or_path)
         encoder_config = AutoConfig.from_pretrained(name_or_path)
         model = cls(DLFAConfig(encoder=encoder_config, fusion_layer=fusion_layer, **config_kwargs))
         try:
