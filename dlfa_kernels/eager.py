@@ -1,15 +1,22 @@
-"""The op's ``torch`` backend: the kernels' algorithm in plain PyTorch.
+"""The op's ``torch`` backend: the AIF math in plain PyTorch, with an explicit backward.
 
-Forward and an explicit backward (the gradient formulas of DESIGN.md §1), with
-fp32 accumulation like the kernels (fp64 for fp64 inputs). The global branch, O(B·E) work, is shared
-with the triton backend. Parameters are passed as an 8-tuple in the order
+Everything runs in the accumulation dtype (float32, float64 for float64 inputs),
+so W = X + Y cannot overflow in float16 and the GEMMs accumulate in float32. The
+forward keeps the gate M (B, T, E) and the hidden activation h (B, T, H) for the
+backward, which then runs the same four GEMMs as autograd of the reference and no
+recomputation of the forward's. The global branch, O(B·E) work, is shared with the
+triton backend. Parameters are passed as an 8-tuple in the order
 (local_down w, b, local_up w, b, global_down w, b, global_up w, b).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .reference import aif_reference
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,55 +54,69 @@ def global_backward(dG: Tensor, g: Tensor, wd: Tensor, bd: Tensor, wu: Tensor):
     return dhg @ wd, (dhg.t() @ g, dhg.sum(0), dG.t() @ hg, dG.sum(0))
 
 
-def local_gate(w: Tensor, wd: Tensor, bd: Tensor, wu: Tensor, gb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Recompute the local branch. w: (B, T, E); gb: (B, E) = G + local_up bias, accumulation dtype.
+def _masked_sum_and_inverse_count(w: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Σ_t mask·w: (B, E) and 1 / max(Σ_t mask, 1): (B,), in w's dtype. mask None: all ones.
 
-    Returns h_pre (B, T, H), h (B, T, H) in w's dtype, gate M (B, T, E) in gb's dtype.
+    Padded positions are selected away, so a NaN or Inf there stays out of the sum.
     """
-    h_pre = F.linear(w, wd, bd)
-    h = F.relu(h_pre)
-    s = F.linear(h, wu).to(gb.dtype) + gb.unsqueeze(1)
-    return h_pre, h, torch.sigmoid(s)
+    B, T, _ = w.shape
+    if mask is None:
+        return w.sum(1), w.new_full((B,), 1.0 / max(T, 1))
+    m, inv = mask_and_inverse_count(mask, w.dtype)
+    selected = torch.where(m.unsqueeze(-1) != 0, w, 0.0)
+    return torch.bmm(m.unsqueeze(1), selected).squeeze(1), inv
 
 
-def aif_forward_torch(x: Tensor, y: Tensor, mask: Tensor, params) -> tuple[Tensor, Tensor]:
-    """Returns z: (B, T, E) contiguous in x's dtype and g: (B, E) (saved for backward).
-
-    g is in the accumulation dtype (fp32, or fp64 for fp64 inputs).
-    """
-    wld, bld, wlu = params[:3]
+def aif_forward_torch(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """x, y: (B, T, E); mask: (B, T) or None. Returns z: (B, T, E) contiguous in x's dtype and,
+    in the accumulation dtype, g: (B, E), h: (B, T, H) = relu(local_down(W)) and the gate M: (B, T, E)."""
     acc = accumulation_dtype(x.dtype)
-    m, inv = mask_and_inverse_count(mask, acc)
-    w = x + y
-    wf = w.to(acc)
-    g = torch.where(m.unsqueeze(-1) != 0, wf * m.unsqueeze(-1), torch.zeros_like(wf)).sum(1) * inv.unsqueeze(1)
+    wld, bld, wlu = (p.to(acc) for p in params[:3])
+    B, T, E = x.shape
+    xa, ya = x.to(acc), y.to(acc)
+    w = xa + ya
+    total, inv = _masked_sum_and_inverse_count(w, mask)
+    g = total * inv.unsqueeze(1)
     gb = gate_bias(g, params)
-    _, _, gate = local_gate(w, wld, bld, wlu, gb)
-    yf = y.to(acc)
-    z = yf + gate * (x.to(acc) - yf)
-    return z.to(x.dtype).contiguous(), g
+    h = torch.addmm(bld, w.view(B * T, E), wld.t()).relu_()
+    gate = torch.mm(h, wlu.t()).view(B, T, E).add_(gb.unsqueeze(1)).sigmoid_()
+    z = torch.lerp(ya, xa, gate)
+    return z.to(x.dtype), g, h.view(B, T, wld.shape[0]), gate
 
 
-def aif_backward_torch(dz: Tensor, x: Tensor, y: Tensor, mask: Tensor, params, g: Tensor) -> tuple[Tensor, ...]:
-    """Returns (dx, dy, d local_down w, b, d local_up w, b, d global_down w, b, d global_up w, b)."""
-    wld, bld, wlu, _, wgd, bgd, wgu, _ = params
+def aif_backward_torch(
+    dz: Tensor, x: Tensor, y: Tensor, mask: Optional[Tensor], params, g: Tensor, h: Tensor, gate: Tensor,
+) -> tuple[Tensor, ...]:
+    """Gradients from what :func:`aif_forward_torch` returned (g, h, gate in the accumulation dtype).
+
+    Returns (dx, dy, d local_down w, b, d local_up w, b, d global_down w, b, d global_up w, b).
+    """
     acc = g.dtype
-    m, inv = mask_and_inverse_count(mask, acc)
-    gb = gate_bias(g, params)
-    w = x + y
-    h_pre, h, gate = local_gate(w, wld, bld, wlu, gb)
-    dzf = dz.to(acc)
-    ds = dzf * (x.to(acc) - y.to(acc)) * gate * (1 - gate)
+    wld, _, wlu, _, wgd, bgd, wgu, _ = (p.to(acc) for p in params)
+    B, T, E = x.shape
+    H = wld.shape[0]
+    xa, ya, dza = x.to(acc), y.to(acc), dz.to(acc)
+    ds = torch.ops.aten.sigmoid_backward((xa - ya).mul_(dza), gate)  # dZ ⊙ (X − Y) ⊙ M ⊙ (1 − M)
     dG = ds.sum(1)
-    dg, (dwgd, dbgd, dwgu, dbgu) = global_backward(dG, g, wgd, bgd, wgu)
-    ds_d = ds.to(x.dtype)
-    dh_pre = torch.where(h_pre > 0, ds_d @ wlu, torch.zeros_like(h_pre))
-    dw = (dh_pre @ wld).to(acc) + (dg * inv.unsqueeze(1)).unsqueeze(1) * m.unsqueeze(-1)
-    dx = (dzf * gate + dw).to(x.dtype).contiguous()
-    dy = (dzf * (1 - gate) + dw).to(y.dtype).contiguous()
-    E, H = wlu.shape
-    dwlu = ds_d.reshape(-1, E).t().to(acc) @ h.reshape(-1, H).to(acc)
-    dwld = dh_pre.reshape(-1, H).t().to(acc) @ w.reshape(-1, E).to(acc)
-    dbld = dh_pre.reshape(-1, H).to(acc).sum(0)
-    grads = (dwld, dbld, dwlu, dG.sum(0), dwgd, dbgd, dwgu, dbgu)
-    return (dx, dy) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
+    dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
+    ds2, h2 = ds.view(B * T, E), h.reshape(B * T, H)
+    dh = torch.ops.aten.threshold_backward(torch.mm(ds2, wlu), h2, 0)  # relu' from h = relu(h_pre)
+    dwlu = torch.mm(ds2.t(), h2)
+    dwld = torch.mm(dh.t(), (xa + ya).view(B * T, E))
+    dw = torch.mm(dh, wld).view(B, T, E)
+    if mask is None:
+        dw.add_((dg / max(T, 1)).unsqueeze(1))
+    else:
+        m, inv = mask_and_inverse_count(mask, acc)
+        dw.addcmul_(m.unsqueeze(-1), (dg * inv.unsqueeze(1)).unsqueeze(1))
+    dx = torch.addcmul(dw, dza, gate)
+    dy = dw.add_(dza).addcmul_(dza, gate, value=-1)  # dZ ⊙ (1 − M) + dW
+    grads = (dwld, dh.sum(0), dwlu, dG.sum(0)) + global_grads
+    return (dx.to(x.dtype), dy.to(y.dtype)) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
+
+
+def aif_differentiable(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> Tensor:
+    """z: (B, T, E) in x's dtype from the reference math in the accumulation dtype, built from
+    differentiable torch ops: what runs under torch.func transforms, forward-mode AD and double backward."""
+    acc = accumulation_dtype(x.dtype)
+    return aif_reference(x.to(acc), y.to(acc), mask, *(p.to(acc) for p in params)).to(x.dtype)

@@ -30,8 +30,8 @@ def test_torch_backend_matches_reference_in_float64():
     x, y, dz = (torch.randn(B, T, E, dtype=torch.float64) for _ in range(3))
     mask = random_mask(B, T)
     params = params64(E, 3)
-    z, g = aif_forward(x, y, mask, *params, "torch")
-    grads = aif_backward(dz, x, y, mask, *params, g, "torch")
+    z, *kept = aif_forward(x, y, mask, *params, "torch")
+    grads = aif_backward(dz, x, y, mask, *params, *kept, "torch")
     xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
     ref = aif_reference(xr, yr, mask.double(), *params)
     expected = torch.autograd.grad(ref, [xr, yr, *params], dz)
@@ -40,18 +40,19 @@ def test_torch_backend_matches_reference_in_float64():
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("masked", [True, False], ids=["mask", "no-mask"])
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_opcheck(backend):
+def test_opcheck(backend, masked):
     B, T, E = 2, 6, 16
     dtype = torch.float64 if backend == "torch" else torch.float32
     x = torch.randn(B, T, E, dtype=dtype, requires_grad=True)
     y = torch.randn(B, T, E, dtype=dtype, requires_grad=True)
     params = [p.detach().to(dtype).requires_grad_() for p in AIF(E, 4).parameters()]
-    mask = random_mask(B, T)
+    mask = random_mask(B, T) if masked else None
     torch.library.opcheck(aif_forward, (x, y, mask, *params, backend))
-    z, g = aif_forward(x, y, mask, *params, backend)
+    z, *kept = aif_forward(x, y, mask, *params, backend)
     torch.library.opcheck(aif_backward, (torch.randn_like(z), x.detach(), y.detach(), mask,
-                                         *[p.detach() for p in params], g.detach(), backend))
+                                         *[p.detach() for p in params], *[t.detach() for t in kept], backend))
 
 
 class _Block(torch.nn.Module):
