@@ -107,3 +107,46 @@ def test_torch_backend_keeps_gate_and_hidden_and_saves_less_than_autograd():
     nbytes = sum(t.numel() * t.element_size() for t in saved)
     assert nbytes < 0.7 * sum(t.numel() * t.element_size() for t in reference_saved)
     z.sum().backward()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_padding_is_isolated_in_forward_and_exact_in_backward(backend, poison):
+    """What holds with a non-finite value at a padded position of sequence 0:
+
+    forward: every output but the poisoned token's own equals the clean run's (the
+    global mean never sees padding); backward: the gradients are the exact derivative,
+    which the padded token's own output feeds, so sequence 0's input gradients and the
+    parameter gradients turn non-finite as autograd of the reference does, while
+    sequence 1 stays finite; zeroing the padding upstream (nan_to_num) makes all finite.
+    """
+    module, x, y = module_and_inputs(backend, 2, 10, seed=5)
+    mask = torch.ones(2, 10, device=DEVICE)
+    mask[0, 6:] = 0
+    dz = torch.randn(2, 10, 40, device=DEVICE)
+    dz[0, 6:] = 0  # even a zero upstream gradient at padding does not help: 0·NaN is NaN
+    x_bad = x.detach().clone()
+    x_bad[0, 7, 3] = poison
+
+    def run(fn, xin):
+        xin = xin.detach().clone().requires_grad_()
+        z = fn(xin)
+        grads = torch.autograd.grad(z, [xin, *module.parameters()], dz)
+        return z.detach(), grads[0], grads[1:]
+
+    params = list(module.parameters())
+    z_clean, _, _ = run(lambda a: module(a, y.detach(), mask), x)
+    z, dx, dparams = run(lambda a: module(a, y.detach(), mask), x_bad)
+    torch.testing.assert_close(z[0, :6], z_clean[0, :6], rtol=0, atol=0)
+    torch.testing.assert_close(z[1], z_clean[1], rtol=0, atol=0)
+    torch.testing.assert_close(z[0, 8:], z_clean[0, 8:], rtol=0, atol=0)  # other padding: the mean is clean
+
+    _, dx_ref, dparams_ref = run(lambda a: aif_reference(a, y.detach(), mask, *params), x_bad)
+    assert not torch.isfinite(dx[0, :6]).any() and not torch.isfinite(dx_ref[0, :6]).any()
+    assert torch.isfinite(dx[1]).all() and torch.isfinite(dx_ref[1]).all()
+    # which elements turn non-finite depends on how relu' is taken at NaN: both do turn
+    assert not all(torch.isfinite(g).all() for g in dparams)
+    assert not all(torch.isfinite(g).all() for g in dparams_ref)
+
+    _, dx_fixed, dparams_fixed = run(lambda a: module(torch.nan_to_num(a), y.detach(), mask), x_bad)
+    assert torch.isfinite(dx_fixed).all() and all(torch.isfinite(g).all() for g in dparams_fixed)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from aif_check import random_mask
+from aif_check import NAMES, random_mask, rel_err, run_module, run_reference
 from dlfa_kernels import AIF, aif_reference
 from dlfa_kernels.ops import aif_backward, aif_forward
 
@@ -132,3 +132,33 @@ def test_imports_and_runs_without_triton():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parents[1], timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_autocast_leaves_float64_alone_like_linear():
+    """autocast lowers float32 (and float16) tensors, never float64: nn.Linear keeps fp64, so does AIF."""
+    torch.manual_seed(3)
+    B, T, E = 2, 6, 16
+    module = AIF(E, 4).double()
+    x, y = torch.randn(B, T, E, dtype=torch.float64), torch.randn(B, T, E, dtype=torch.float64)
+    mask = random_mask(B, T)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = module(x, y, mask)
+        linear_out = module.local_down(x)
+    assert z.dtype == linear_out.dtype == torch.float64
+    torch.testing.assert_close(z, aif_reference(x, y, mask, *module.parameters()))
+
+
+def test_float16_sum_past_the_float16_range_stays_finite():
+    """X = 40000, Y = 30000 are valid float16 and so is any Z between them; X + Y = 70000 is not."""
+    torch.manual_seed(4)
+    B, T, E = 2, 5, 16
+    module = AIF(E, 4, backend="torch").half()
+    x = (torch.full((B, T, E), 40000.0) + 100 * torch.randn(B, T, E)).half()
+    y = (torch.full((B, T, E), 30000.0) + 100 * torch.randn(B, T, E)).half()
+    mask, dz = random_mask(B, T), torch.randn(B, T, E).half()
+    assert torch.isinf(x + y).all()  # what a float16 W would be
+    got = run_module(module, x, y, mask, dz)
+    want = run_reference(module, x, y, mask, dz, torch.float64)
+    for name, g, w in zip(NAMES, got, want):
+        assert torch.isfinite(g).all(), name
+        assert rel_err(g, w) < 2e-3, (name, rel_err(g, w))
