@@ -74,14 +74,14 @@ def aif_forward_torch(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> t
     wld, bld, wlu = (p.to(acc) for p in params[:3])
     B, T, E = x.shape
     xa, ya = x.to(acc), y.to(acc)
-    w = xa + ya
+    w = (xa + ya).contiguous()  # inputs may be strided; the GEMM wants (B·T, E) rows
     total, inv = _masked_sum_and_inverse_count(w, mask)
     g = total * inv.unsqueeze(1)
     gb = gate_bias(g, params)
     h = torch.addmm(bld, w.view(B * T, E), wld.t()).relu_()
     gate = torch.mm(h, wlu.t()).view(B, T, E).add_(gb.unsqueeze(1)).sigmoid_()
     z = torch.lerp(ya, xa, gate)
-    return z.to(x.dtype), g, h.view(B, T, wld.shape[0]), gate
+    return z.to(x.dtype).contiguous(), g, h.view(B, T, wld.shape[0]), gate
 
 
 def aif_backward_torch(
@@ -99,10 +99,10 @@ def aif_backward_torch(
     ds = torch.ops.aten.sigmoid_backward((xa - ya).mul_(dza), gate)  # dZ ⊙ (X − Y) ⊙ M ⊙ (1 − M)
     dG = ds.sum(1)
     dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
-    ds2, h2 = ds.view(B * T, E), h.reshape(B * T, H)
+    ds2, h2 = ds.reshape(B * T, E), h.reshape(B * T, H)
     dh = torch.ops.aten.threshold_backward(torch.mm(ds2, wlu), h2, 0)  # relu' from h = relu(h_pre)
     dwlu = torch.mm(ds2.t(), h2)
-    dwld = torch.mm(dh.t(), (xa + ya).view(B * T, E))
+    dwld = torch.mm(dh.t(), (xa + ya).reshape(B * T, E))
     dw = torch.mm(dh, wld).view(B, T, E)
     if mask is None:
         dw.add_((dg / max(T, 1)).unsqueeze(1))
@@ -112,7 +112,7 @@ def aif_backward_torch(
     dx = torch.addcmul(dw, dza, gate)
     dy = dw.add_(dza).addcmul_(dza, gate, value=-1)  # dZ ⊙ (1 − M) + dW
     grads = (dwld, dh.sum(0), dwlu, dG.sum(0)) + global_grads
-    return (dx.to(x.dtype), dy.to(y.dtype)) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
+    return (dx.to(x.dtype).contiguous(), dy.to(y.dtype).contiguous()) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
 
 
 def aif_differentiable(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> Tensor:

@@ -22,12 +22,18 @@ class AIF(nn.Module):
             environment variable DLFA_BACKEND overrides it), "triton" or "torch".
             A bad name, here or in DLFA_BACKEND, raises ValueError at construction.
 
-    Padding: a padded position never reaches the outputs of real tokens or the global
-    mean, whatever its value (NaN and Inf included). Gradients are the exact derivative
-    of this forward, in which every token, padding included, feeds the weight gradients
-    through its own output: a NaN or Inf at a padded position of sequence b makes the
-    parameter gradients and sequence b's input gradients non-finite (0·NaN is NaN).
-    Zero such values upstream (e.g. ``torch.nan_to_num``, or ``x * mask[..., None]``).
+    Padding: a padded position never reaches another token's output or the global mean,
+    whatever it holds (NaN and Inf included); it gets an output of its own by the same
+    formula. Gradients are the exact derivative of this forward on both backends, and
+    every token, padding included, feeds the weight gradients through its own output:
+    a NaN or Inf at a padded position of sequence b makes the parameter gradients and
+    sequence b's input gradients non-finite, even where the upstream gradient at padding
+    is zero (0·NaN is NaN). Clean such values upstream: ``torch.nan_to_num(x)``, or
+    ``x.masked_fill(attention_mask[..., None] == 0, 0)`` (not ``x * mask``: NaN·0 is NaN).
+
+    Transforms: under ``torch.func`` (grad, jacrev, jvp, vmap), forward-mode AD and double
+    backward (``create_graph=True``) the layer computes with differentiable PyTorch ops
+    (the reference math, float32 accumulation) instead of the backend.
 
     Shapes: x, y: (B, T, E); attention_mask: (B, T), 1 = token, 0 = padding, or None.
     Returns z: (B, T, E).
