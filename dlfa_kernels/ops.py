@@ -124,6 +124,8 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dz, *_unused):
     x, y, mask, *params, g, h, gate = ctx.saved_tensors
+    if dz is None:  # z's gradient undefined (gradients are not materialized as zeros)
+        return (None,) * (len(params) + 4)
     if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable themselves
         return _differentiable_backward(dz, x, y, mask, params)
     dx, dy, *param_grads = aif_backward(dz, x, y, mask, *params, g, h, gate, ctx.backend)
