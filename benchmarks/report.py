@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-PROVIDER_ORDER = ["eager", "compile", "compile-max-autotune", "torch", "fused"]
+PROVIDER_ORDER = ["eager", "compile", "compile-max-autotune", "fused"]
 
 
 def _median_s(bench: dict) -> float:
