@@ -1,4 +1,4 @@
-"""Benchmark helpers: providers, shapes, GPU timing with CUDA events, the op's minimum bytes.
+"""Benchmark helpers: providers, shapes, GPU timing with CUDA events, the minimum bytes of docs/design.md.
 
 On a CUDA GPU every provider runs at the real shapes; on a CPU eager, torch.compile and
 the op's torch backend (the CPU default) run at CPU shapes, and the GPU providers are

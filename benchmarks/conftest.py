@@ -1,14 +1,77 @@
-"""Benchmark fixtures and hooks: the measured copy bandwidth, versions recorded in the JSON."""
+"""Benchmark fixtures and hooks: the measured copy bandwidth, versions recorded in the JSON,
+and two options that keep a run inside a time limit:
+
+- ``--bench-select NAME=V1,V2`` (repeatable) keeps only the cases whose parameter NAME
+  (provider, which, dtype_name, shape_name, masked; aif_backend) is one of the values;
+  cases without that parameter stay;
+- ``--bench-budget SECONDS`` skips, with that reason, every case that would start after
+  SECONDS of the session. Cases run shape by shape in the order of ``SHAPES``, so a
+  budget cuts the last shapes, never the first.
+"""
 from __future__ import annotations
 
 import datetime
 import platform
 import subprocess
+import time
 
 import pytest
 import torch
 
-from bench_utils import ON_GPU, gpu_median_ms
+from bench_utils import ON_GPU, PROVIDERS, SHAPES, gpu_median_ms
+
+_SESSION_START = time.monotonic()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("dlfa", "AIF benchmarks")
+    group.addoption("--bench-select", action="append", default=[], metavar="NAME=V1,V2",
+                    help="run only cases whose parameter NAME (provider, which, dtype_name, shape_name, masked) "
+                         "is one of the values; repeatable, e.g. --bench-select dtype_name=bf16 "
+                         "--bench-select masked=True")
+    group.addoption("--bench-budget", type=float, default=None, metavar="SECONDS",
+                    help="skip the cases that would start after SECONDS of the session (they say so)")
+
+
+def _selection(config) -> dict[str, set[str]]:
+    wanted = {}
+    for item in config.getoption("--bench-select"):
+        name, sep, values = item.partition("=")
+        if not sep or not values:
+            raise pytest.UsageError(f"--bench-select wants NAME=V1,V2, got {item!r}")
+        wanted.setdefault(name, set()).update(values.split(","))
+    return wanted
+
+
+def _order(item) -> tuple:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    shape = params.get("shape_name")
+    provider = params.get("provider")
+    return (list(SHAPES).index(shape) if shape in SHAPES else len(SHAPES),
+            PROVIDERS.index(provider) if provider in PROVIDERS else len(PROVIDERS))
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = _selection(config)
+    all_params = {name for item in items for name in getattr(getattr(item, "callspec", None), "params", {})}
+    unknown = sorted(set(wanted) - all_params)
+    if unknown:
+        raise pytest.UsageError(f"--bench-select: no benchmark has the parameter(s) {unknown}; "
+                                f"known: {sorted(all_params)}")
+    keep, drop = [], []
+    for item in items:  # a selection applies to the cases that have that parameter
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        ok = all(str(params[name]) in values for name, values in wanted.items() if name in params)
+        (keep if ok else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = sorted(keep, key=_order)  # stable: within a shape and provider, the collected order
+
+
+def pytest_runtest_setup(item):
+    budget = item.config.getoption("--bench-budget")
+    if budget is not None and time.monotonic() - _SESSION_START > budget:
+        pytest.skip(f"time budget of {budget:g} s spent (--bench-budget)")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ backend (what ``auto`` runs on a CPU) / fused, fp32 and bf16.
 
 Every run records the bytes autograd saves for backward in ``extra_info``. GPU runs also
 record the median GPU time (CUDA events, inputs rotated past the L2 cache), achieved GB/s
-against the op's minimum traffic (forward: read X, Y, write Z; backward: read X, Y, dZ,
+against the minimum traffic of docs/design.md (forward: read X, Y, write Z; backward: read X, Y, dZ,
 write dX, dY) and its fraction of the measured copy bandwidth, and peak memory.
 """
 import pytest

@@ -1,0 +1,296 @@
+"""Statistics over seeds: mean ± std per setting and language, paired differences to the baseline.
+
+Input: one dict per training run (one setting, one seed)::
+
+    {"setting": "layer5", "seed": 0, "scores": {"en": 0.84, "de": 0.71, ...},
+     "source_langs": ["en"], "encoder": ..., "task": ..., "metric": ..., "eval_split": ...}
+
+Rules (also in the ``notes`` of every summary, where they bite):
+
+- Scores are higher-is-better; a seed "improved" when setting − baseline > 0.
+- Standard deviations are over seeds with ``ddof=1``; with fewer than 2 values the
+  std, the t-test p-value and the bootstrap interval are NaN.
+- A NaN score (e.g. a constant prediction's Spearman; also a language a run did not
+  score) is never averaged in: it is left out of that language's mean, and a seed
+  with a NaN on either side is dropped from that language's pairing. The zero-shot mean of a run is NaN when any of its
+  zero-shot languages is NaN, so that every zero-shot mean covers the same languages.
+- Differences pair only the seeds both the setting and the baseline have; the
+  others are listed.
+- The 95 % interval is ``scipy.stats.bootstrap`` (BCa) of the mean paired difference
+  with a fixed generator seed, so the same results give the same interval; when all
+  paired differences are equal the interval is that value.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import warnings
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+NAN = float("nan")
+BOOTSTRAP_SEED = 0
+N_RESAMPLES = 9999
+ZERO_SHOT = "zero-shot"
+
+
+def _check_results(results: list[dict]) -> None:
+    if not isinstance(results, (list, tuple)) or not results:
+        raise ValueError("summarize needs a non-empty list of run results")
+    seen = set()
+    for i, run in enumerate(results):
+        if not isinstance(run, dict):
+            raise TypeError(f"result {i} must be a dict, got {type(run).__name__}")
+        missing = [k for k in ("setting", "seed", "scores", "source_langs") if k not in run]
+        if missing:
+            raise ValueError(f"result {i} lacks the key(s) {missing}")
+        if isinstance(run["seed"], bool) or not isinstance(run["seed"], (int, np.integer)):
+            raise TypeError(f"result {i}: seed must be an int, got {run['seed']!r}")
+        if not isinstance(run["scores"], dict) or not run["scores"]:
+            raise ValueError(f"result {i}: scores must be a non-empty dict of language -> score")
+        key = (run["setting"], int(run["seed"]))
+        if key in seen:
+            raise ValueError(f"two results for setting {key[0]!r} and seed {key[1]}")
+        seen.add(key)
+    sources = {tuple(sorted(run["source_langs"])) for run in results}
+    if len(sources) > 1:
+        raise ValueError(f"runs disagree on the source languages: {sorted(sources)}")
+
+
+def _stats(values: list[float]) -> dict:
+    """mean, std (ddof=1) and n of the finite values."""
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    return {"mean": float(np.mean(finite)) if n else NAN,
+            "std": float(np.std(finite, ddof=1)) if n >= 2 else NAN,
+            "n": n}
+
+
+def _bootstrap_ci(diffs: np.ndarray) -> tuple[float, float]:
+    from scipy import stats
+
+    if len(diffs) < 2:
+        return NAN, NAN
+    if np.all(diffs == diffs[0]):
+        return float(diffs[0]), float(diffs[0])
+    generator = np.random.default_rng(BOOTSTRAP_SEED)
+    # scipy ≥ 1.15 calls the generator argument ``rng``; older releases ``random_state``
+    seed_arg = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = stats.bootstrap((diffs,), np.mean, n_resamples=N_RESAMPLES, confidence_level=0.95,
+                             method="BCa", **{seed_arg: generator}).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def _paired(setting: dict, baseline: dict, seeds: list[int]) -> dict:
+    """Paired difference setting − baseline over ``seeds``, dropping seeds with a NaN on either side."""
+    from scipy import stats
+
+    used = [s for s in seeds if math.isfinite(setting[s]) and math.isfinite(baseline[s])]
+    a = np.array([setting[s] for s in used], dtype=float)
+    b = np.array([baseline[s] for s in used], dtype=float)
+    diffs = a - b
+    p_value = NAN
+    if len(used) >= 2:
+        with warnings.catch_warnings():  # identical differences: scipy warns of precision loss
+            warnings.simplefilter("ignore")
+            p_value = float(stats.ttest_rel(a, b).pvalue)
+    low, high = _bootstrap_ci(diffs)
+    return {**_stats(list(diffs)), "p_value": p_value, "ci_low": low, "ci_high": high,
+            "improved": int(np.sum(diffs > 0)), "seeds": used,
+            "dropped_nan_seeds": [s for s in seeds if s not in used]}
+
+
+def _difference(name: str, runs: dict, base: dict, columns: list[str], notes: list[str]) -> dict:
+    """Paired differences of one setting's runs to the baseline's, per column; appends notes."""
+    common = sorted(set(runs) & set(base))
+    entry = {"common_seeds": common,
+             "seeds_without_baseline": sorted(set(runs) - set(base)),
+             "baseline_seeds_without_setting": sorted(set(base) - set(runs)),
+             "scores": {}}
+    if entry["seeds_without_baseline"] or entry["baseline_seeds_without_setting"]:
+        notes.append(f"{name}: paired with the baseline over the common seeds {common} only "
+                     f"(setting alone: {entry['seeds_without_baseline']}, "
+                     f"baseline alone: {entry['baseline_seeds_without_setting']})")
+    for lang in columns:
+        entry["scores"][lang] = _paired({s: runs[s][lang] for s in common}, {s: base[s][lang] for s in common}, common)
+    entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
+    if entry["zero_shot"]["n"] < 2:
+        notes.append(f"{name}: fewer than 2 paired seeds, so no std, p-value or interval")
+    return entry
+
+
+def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
+    """Summary of runs over seeds (JSON-serialisable; unavailable statistics are NaN).
+
+    ``baseline`` names the setting the others are compared with; None (or a name
+    without runs) gives no paired differences, and a note says so.
+
+    Returns ``{"baseline", "languages", "source_langs", "zero_shot_languages",
+    "encoder"/"task"/"metric"/"eval_split" (when the runs give them), "settings",
+    "differences", "notes"}`` where ``settings[name]`` holds ``seeds``,
+    ``scores[lang]`` = {mean, std, n, per_seed} and ``zero_shot`` likewise, and
+    ``differences[name]`` (every setting but the baseline) holds ``common_seeds``,
+    ``seeds_without_baseline``, ``baseline_seeds_without_setting``, and for each
+    language and for ``zero_shot``: {mean, std, n, p_value, ci_low, ci_high,
+    improved, seeds, dropped_nan_seeds}. Per-seed maps are keyed by ``str(seed)``.
+    """
+    _check_results(results)
+    languages = list(dict.fromkeys(lang for run in results for lang in run["scores"]))
+    source = sorted(results[0]["source_langs"])
+    zero_shot_langs = [lang for lang in languages if lang not in source]
+    notes = [] if zero_shot_langs else ["every language is a source language: no zero-shot mean"]
+
+    per_setting: dict[str, dict[int, dict]] = {}
+    for run in results:
+        scores = {lang: float(run["scores"].get(lang, NAN)) for lang in languages}
+        zs = [scores[lang] for lang in zero_shot_langs]
+        scores[ZERO_SHOT] = float(np.mean(zs)) if zs and all(map(math.isfinite, zs)) else NAN
+        per_setting.setdefault(run["setting"], {})[int(run["seed"])] = scores
+    names = sorted(per_setting, key=lambda n: (n != baseline,))  # baseline first, else first-seen order
+
+    columns = languages + [ZERO_SHOT]
+    settings = {}
+    for name in names:
+        runs = per_setting[name]
+        seeds = sorted(runs)
+        entry = {"seeds": seeds, "scores": {}}
+        for lang in columns:
+            values = [runs[s][lang] for s in seeds]
+            stats = {**_stats(values), "per_seed": {str(s): runs[s][lang] for s in seeds}}
+            nan_seeds = [s for s in seeds if not math.isfinite(runs[s][lang])]
+            if nan_seeds and (lang != ZERO_SHOT or zero_shot_langs):
+                notes.append(f"{name}, {lang}: NaN in seed(s) {nan_seeds}, left out of the mean and the pairing")
+            entry["scores"][lang] = stats
+        if len(seeds) < 2:
+            notes.append(f"{name}: {len(seeds)} seed only, so no std over seeds")
+        entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
+        settings[name] = entry
+
+    differences = {}
+    if baseline is None:
+        notes.append("no baseline setting given: no paired differences")
+    elif baseline not in per_setting:
+        notes.append(f"no runs of the baseline setting {baseline!r}: no paired differences")
+    for name in names:
+        if name != baseline and baseline in per_setting:
+            differences[name] = _difference(name, per_setting[name], per_setting[baseline], columns, notes)
+
+    meta = {}
+    for key in ("encoder", "task", "metric", "eval_split"):
+        found = {str(run[key]) for run in results if run.get(key) is not None}
+        if found:
+            meta[key] = found.pop() if len(found) == 1 else sorted(found)
+    return {"baseline": baseline, "languages": languages, "source_langs": source,
+            "zero_shot_languages": zero_shot_langs, **meta,
+            "settings": settings, "differences": differences, "notes": notes}
+
+
+def _cell(entry: dict, lang: str) -> dict:
+    """One language's statistics of a setting or difference entry (``zero-shot`` for the zero-shot mean)."""
+    return entry["zero_shot"] if lang == ZERO_SHOT else entry["scores"][lang]
+
+
+def _pm(stats: dict, signed: bool = False) -> str:
+    if not math.isfinite(stats["mean"]):
+        return "n/a"
+    mean = f"{stats['mean']:+.4f}" if signed else f"{stats['mean']:.4f}"
+    return mean if not math.isfinite(stats["std"]) else f"{mean} ± {stats['std']:.4f}"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "n/a"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def _ci(stats: dict) -> str:
+    if not math.isfinite(stats["ci_low"]):
+        return "n/a"
+    return f"[{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
+
+
+def format_summary(summary: dict) -> str:
+    """Plain-text tables: mean ± std per language and setting, then paired differences to the baseline."""
+    names = list(summary["settings"])
+    rows = summary["languages"] + [ZERO_SHOT]
+
+    metric = summary.get("metric", "score")
+    header = [f"{metric} (mean ± std over seeds)"] + [
+        f"{n} (n={len(summary['settings'][n]['seeds'])})" for n in names]
+    table = [[lang + (" (source)" if lang in summary["source_langs"] else "")] +
+             [_pm(_cell(summary["settings"][n], lang)) for n in names] for lang in rows]
+    lines = _grid(header, table)
+
+    base = summary["baseline"]
+    for name, diff in summary["differences"].items():
+        lines += ["", f"{name} − {base}, paired over seeds {diff['common_seeds']}:"]
+        head = ["language", "Δ mean ± std", "p (paired t)", "95% CI (bootstrap)", "improved"]
+        body = [_difference_row(lang, _cell(diff, lang)) for lang in rows]
+        lines += _grid(head, body)
+    if summary["notes"]:
+        lines += ["", "Notes:"] + [f"- {note}" for note in summary["notes"]]
+    return "\n".join(lines)
+
+
+def _difference_row(lang: str, d: dict) -> list[str]:
+    return [lang, _pm(d, signed=True), _p(d["p_value"]), _ci(d), f"{d['improved']}/{d['n']}"]
+
+
+def _grid(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+
+    def line(row):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body]
+
+
+def plot_difference_heatmap(summary: dict, path, title: str) -> bool:
+    """Languages (and the zero-shot mean) × settings heatmap of the mean difference to the baseline.
+
+    Diverging colour map centred at 0 (blue: better than the baseline), each cell
+    annotated with the difference and ``k/n`` seeds improved. Returns False, writing
+    nothing and logging a warning, when the summary has no difference to draw (no
+    baseline runs, or no other setting); True once the file is written. Raises
+    ImportError when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError("plot_difference_heatmap needs matplotlib (pip install matplotlib)") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary["differences"])
+    if not names:
+        logger.warning("no paired differences to the baseline (no baseline runs or no other setting): %s not drawn",
+                       path)
+        return False
+    rows = summary["languages"] + [ZERO_SHOT]
+    cells = [[_cell(summary["differences"][n], lang) for n in names] for lang in rows]
+    means = np.array([[c["mean"] for c in row] for row in cells], dtype=float)
+    limit = np.nanmax(np.abs(means)) if np.isfinite(means).any() else 0.0
+    limit = limit if limit > 0 else 1e-6
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(names) + 2.5), 0.42 * len(rows) + 1.8))
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="lightgray")  # gray: no finite paired seed
+    image = ax.imshow(np.ma.masked_invalid(means), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [lang + (" (source)" if lang in summary["source_langs"] else "") for lang in rows])
+    ax.axhline(len(rows) - 1.5, color="black", lw=1.2)  # separates the zero-shot mean row
+    for i, row in enumerate(cells):
+        for j, c in enumerate(row):
+            text = "n/a" if not math.isfinite(c["mean"]) else f"{c['mean']:+.3f}\n{c['improved']}/{c['n']}"
+            strong = math.isfinite(c["mean"]) and abs(c["mean"]) > 0.6 * limit
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if strong else "black")
+    fig.colorbar(image, ax=ax, label=f"mean difference to {summary['baseline']}")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
