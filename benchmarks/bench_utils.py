@@ -18,7 +18,7 @@ GPU_SHAPES = {
     "large-b16-t256-e1024": (16, 256, 1024),
     "one-b1-t128": (1, 128, 768),
 }
-CPU_SHAPES = {"cpu-b16-t128-e384": (16, 128, 384), "cpu-b4-t64-e96": (4, 64, 96), "cpu-b1-t32-e96": (1, 32, 96)}
+CPU_SHAPES = {"cpu-b16-t128-e384": (16, 128, 384), "cpu-b1-t32-e96": (1, 32, 96)}
 SHAPES = GPU_SHAPES if ON_GPU else CPU_SHAPES
 PROVIDERS = ["eager", "compile", "compile-max-autotune", "torch", "fused"]
 GPU_ONLY = {"fused": "the fused Triton kernels need a CUDA GPU (the CPU interpreter is no timing)",

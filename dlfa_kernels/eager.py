@@ -79,7 +79,7 @@ def aif_forward_torch(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> t
     g = total * inv.unsqueeze(1)
     gb = gate_bias(g, params)
     h = torch.addmm(bld, w.view(B * T, E), wld.t()).relu_()
-    gate = torch.mm(h, wlu.t()).view(B, T, E).add_(gb.unsqueeze(1)).sigmoid_()
+    gate = torch.sigmoid(torch.mm(h, wlu.t()).view(B, T, E).add_(gb.unsqueeze(1)))
     z = torch.lerp(ya, xa, gate)
     return z.to(x.dtype).contiguous(), g, h.view(B, T, wld.shape[0]), gate
 
