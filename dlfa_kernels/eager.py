@@ -54,17 +54,20 @@ def global_backward(dG: Tensor, g: Tensor, wd: Tensor, bd: Tensor, wu: Tensor):
     return dhg @ wd, (dhg.t() @ g, dhg.sum(0), dG.t() @ hg, dG.sum(0))
 
 
-def _masked_sum_and_inverse_count(w: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-    """Σ_t mask·w: (B, E) and 1 / max(Σ_t mask, 1): (B,), in w's dtype. mask None: all ones.
+def _masked_mean_(w: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """g = Σ_t mask·w / max(Σ_t mask, 1): (B, E) from w: (B, T, E), contiguous, which it overwrites.
 
-    Padded positions are selected away, so a NaN or Inf there stays out of the sum.
+    Padded positions are zeroed first, so a NaN or Inf there stays out of the mean.
     """
     B, T, _ = w.shape
     if mask is None:
-        return w.sum(1), w.new_full((B,), 1.0 / max(T, 1))
+        return w.sum(1) / max(T, 1)
     m, inv = mask_and_inverse_count(mask, w.dtype)
-    selected = torch.where(m.unsqueeze(-1) != 0, w, 0.0)
-    return torch.bmm(m.unsqueeze(1), selected).squeeze(1), inv
+    w.masked_fill_(m.unsqueeze(-1) == 0, 0.0)
+    return torch.bmm(m.unsqueeze(1), w).squeeze(1) * inv.unsqueeze(1)
+
+
+# Fresh (B, T, E) buffers cost page faults on a CPU: both passes write into as few as they can.
 
 
 def aif_forward_torch(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -73,15 +76,15 @@ def aif_forward_torch(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> t
     acc = accumulation_dtype(x.dtype)
     wld, bld, wlu = (p.to(acc) for p in params[:3])
     B, T, E = x.shape
+    H = wld.shape[0]
     xa, ya = x.to(acc), y.to(acc)
-    w = (xa + ya).contiguous()  # inputs may be strided; the GEMM wants (B·T, E) rows
-    total, inv = _masked_sum_and_inverse_count(w, mask)
-    g = total * inv.unsqueeze(1)
-    gb = gate_bias(g, params)
+    w = torch.add(xa, ya, out=x.new_empty((B, T, E), dtype=acc))  # contiguous: the GEMM wants (B·T, E) rows
     h = torch.addmm(bld, w.view(B * T, E), wld.t()).relu_()
-    gate = torch.sigmoid(torch.mm(h, wlu.t()).view(B, T, E).add_(gb.unsqueeze(1)))
+    g = _masked_mean_(w, mask)
+    s = torch.mm(h, wlu.t()).view(B, T, E).add_(gate_bias(g, params).unsqueeze(1))
+    gate = torch.sigmoid(s, out=s)
     z = torch.lerp(ya, xa, gate)
-    return z.to(x.dtype).contiguous(), g, h.view(B, T, wld.shape[0]), gate
+    return z.to(x.dtype).contiguous(), g, h.view(B, T, H), gate
 
 
 def aif_backward_torch(
@@ -96,13 +99,15 @@ def aif_backward_torch(
     B, T, E = x.shape
     H = wld.shape[0]
     xa, ya, dza = x.to(acc), y.to(acc), dz.to(acc)
-    ds = torch.ops.aten.sigmoid_backward((xa - ya).mul_(dza), gate)  # dZ ⊙ (X − Y) ⊙ M ⊙ (1 − M)
+    buf = torch.sub(xa, ya, out=x.new_empty((B, T, E), dtype=acc)).mul_(dza)  # dM = dZ ⊙ (X − Y)
+    ds = torch.ops.aten.sigmoid_backward.grad_input(buf, gate, grad_input=buf)  # dS = dM ⊙ M ⊙ (1 − M)
     dG = ds.sum(1)
     dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
-    ds2, h2 = ds.reshape(B * T, E), h.reshape(B * T, H)
-    dh = torch.ops.aten.threshold_backward(torch.mm(ds2, wlu), h2, 0)  # relu' from h = relu(h_pre)
+    ds2, h2 = ds.view(B * T, E), h.reshape(B * T, H)
+    dh = torch.ops.aten.threshold_backward(torch.mm(ds2, wlu), h2, 0)  # relu' read from h = relu(h_pre)
     dwlu = torch.mm(ds2.t(), h2)
-    dwld = torch.mm(dh.t(), (xa + ya).reshape(B * T, E))
+    w = torch.add(xa, ya, out=buf)  # dS is spent: W = X + Y takes its buffer
+    dwld = torch.mm(dh.t(), w.view(B * T, E))
     dw = torch.mm(dh, wld).view(B, T, E)
     if mask is None:
         dw.add_((dg / max(T, 1)).unsqueeze(1))
@@ -112,7 +117,8 @@ def aif_backward_torch(
     dx = torch.addcmul(dw, dza, gate)
     dy = dw.add_(dza).addcmul_(dza, gate, value=-1)  # dZ ⊙ (1 − M) + dW
     grads = (dwld, dh.sum(0), dwlu, dG.sum(0)) + global_grads
-    return (dx.to(x.dtype).contiguous(), dy.to(y.dtype).contiguous()) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
+    dx, dy = dx.to(x.dtype).contiguous(), dy.to(y.dtype).contiguous()  # strided dZ may lend its layout
+    return (dx, dy) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
 
 
 def aif_differentiable(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> Tensor:
