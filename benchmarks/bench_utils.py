@@ -1,7 +1,8 @@
 """Benchmark helpers: providers, shapes, GPU timing with CUDA events, the minimum bytes of docs/design.md.
 
-On a CUDA GPU every provider runs at the real shapes; on a CPU only eager and
-torch.compile run, at small shapes, and the GPU providers are skipped with the reason.
+On a CUDA GPU every provider runs at the real shapes; on a CPU eager, torch.compile and
+the op's torch backend (the CPU default) run at CPU shapes, and the GPU providers are
+skipped with the reason.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ GPU_SHAPES = {
     "large-b16-t256-e1024": (16, 256, 1024),
     "one-b1-t128": (1, 128, 768),
 }
-CPU_SHAPES = {"cpu-b4-t64-e96": (4, 64, 96), "cpu-b1-t32-e96": (1, 32, 96)}
+CPU_SHAPES = {"cpu-b16-t128-e384": (16, 128, 384), "cpu-b1-t32-e96": (1, 32, 96)}
 SHAPES = GPU_SHAPES if ON_GPU else CPU_SHAPES
-PROVIDERS = ["eager", "compile", "compile-max-autotune", "fused"]
+PROVIDERS = ["eager", "compile", "compile-max-autotune", "torch", "fused"]
 GPU_ONLY = {"fused": "the fused Triton kernels need a CUDA GPU (the CPU interpreter is no timing)",
             "compile-max-autotune": "max-autotune tunes GPU kernels; on a CPU it only adds minutes of compile"}
 
@@ -30,7 +31,7 @@ def skip_if_unavailable(provider: str) -> None:
 
 
 def min_bytes(B: int, T: int, E: int, dtype: torch.dtype, which: str) -> int:
-    """Minimum traffic (docs/design.md, performance model): forward 3S (X, Y, Z), backward 5S (X, Y, dZ, dX, dY)."""
+    """Minimum traffic: forward 3S (X, Y, Z), backward 5S (X, Y, dZ, dX, dY); S = one (B, T, E) tensor."""
     S = B * T * E * torch.empty((), dtype=dtype).element_size()
     return {"forward": 3 * S, "backward": 5 * S, "forward+backward": 8 * S}[which]
 

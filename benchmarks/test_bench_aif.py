@@ -1,8 +1,10 @@
-"""The AIF op: forward, backward, forward+backward for eager / torch.compile / fused, fp32 and bf16.
+"""The AIF op: forward, backward, forward+backward for eager / torch.compile / the op's torch
+backend (what ``auto`` runs on a CPU) / fused, fp32 and bf16.
 
-GPU runs record in ``extra_info``: the median GPU time (CUDA events, inputs rotated
-past the L2 cache), achieved GB/s against the minimum bytes of docs/design.md and its
-fraction of the measured copy bandwidth, bytes saved for backward, peak memory.
+Every run records the bytes autograd saves for backward in ``extra_info``. GPU runs also
+record the median GPU time (CUDA events, inputs rotated past the L2 cache), achieved GB/s
+against the minimum traffic of docs/design.md (forward: read X, Y, write Z; backward: read X, Y, dZ,
+write dX, dY) and its fraction of the measured copy bandwidth, and peak memory.
 """
 import pytest
 import torch
@@ -18,8 +20,9 @@ _COMPILED = {}
 
 def op_for(provider: str):
     """(x, y, mask, *params) -> z for one provider."""
-    if provider == "fused":
-        return lambda x, y, mask, *p: aif(x, y, mask, *p, backend="triton")
+    if provider in ("fused", "torch"):
+        backend = "triton" if provider == "fused" else "torch"
+        return lambda x, y, mask, *p: aif(x, y, mask, *p, backend=backend)
     if provider == "eager":
         return aif_reference
     mode = "max-autotune" if provider == "compile-max-autotune" else "default"

@@ -1,15 +1,22 @@
-"""The op's ``torch`` backend: the kernels' algorithm in plain PyTorch.
+"""The op's ``torch`` backend: the AIF math in plain PyTorch, with an explicit backward.
 
-Forward and an explicit backward (the gradient formulas of DESIGN.md §1), with
-fp32 accumulation like the kernels (fp64 for fp64 inputs). The global branch, O(B·E) work, is shared
-with the triton backend. Parameters are passed as an 8-tuple in the order
+Everything runs in the accumulation dtype (float32, float64 for float64 inputs),
+so W = X + Y cannot overflow in float16 and the GEMMs accumulate in float32. The
+forward keeps the gate M (B, T, E) and the hidden activation h (B, T, H) for the
+backward, which then runs the same four GEMMs as autograd of the reference and no
+recomputation of the forward's. The global branch, O(B·E) work, is shared with the
+triton backend. Parameters are passed as an 8-tuple in the order
 (local_down w, b, local_up w, b, global_down w, b, global_up w, b).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .reference import aif_reference
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,55 +54,75 @@ def global_backward(dG: Tensor, g: Tensor, wd: Tensor, bd: Tensor, wu: Tensor):
     return dhg @ wd, (dhg.t() @ g, dhg.sum(0), dG.t() @ hg, dG.sum(0))
 
 
-def local_gate(w: Tensor, wd: Tensor, bd: Tensor, wu: Tensor, gb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Recompute the local branch. w: (B, T, E); gb: (B, E) = G + local_up bias, accumulation dtype.
+def _masked_mean_(w: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """g = Σ_t mask·w / max(Σ_t mask, 1): (B, E) from w: (B, T, E), contiguous, which it overwrites.
 
-    Returns h_pre (B, T, H), h (B, T, H) in w's dtype, gate M (B, T, E) in gb's dtype.
+    Padded positions are zeroed first, so a NaN or Inf there stays out of the mean.
     """
-    h_pre = F.linear(w, wd, bd)
-    h = F.relu(h_pre)
-    s = F.linear(h, wu).to(gb.dtype) + gb.unsqueeze(1)
-    return h_pre, h, torch.sigmoid(s)
+    B, T, _ = w.shape
+    if mask is None:
+        return w.sum(1) / max(T, 1)
+    m, inv = mask_and_inverse_count(mask, w.dtype)
+    w.masked_fill_(m.unsqueeze(-1) == 0, 0.0)
+    return torch.bmm(m.unsqueeze(1), w).squeeze(1) * inv.unsqueeze(1)
 
 
-def aif_forward_torch(x: Tensor, y: Tensor, mask: Tensor, params) -> tuple[Tensor, Tensor]:
-    """Returns z: (B, T, E) contiguous in x's dtype and g: (B, E) (saved for backward).
+# Fresh (B, T, E) buffers cost page faults on a CPU: both passes write into as few as they can.
 
-    g is in the accumulation dtype (fp32, or fp64 for fp64 inputs).
-    """
-    wld, bld, wlu = params[:3]
+
+def aif_forward_torch(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """x, y: (B, T, E); mask: (B, T) or None. Returns z: (B, T, E) contiguous in x's dtype and,
+    in the accumulation dtype, g: (B, E), h: (B, T, H) = relu(local_down(W)) and the gate M: (B, T, E)."""
     acc = accumulation_dtype(x.dtype)
-    m, inv = mask_and_inverse_count(mask, acc)
-    w = x + y
-    wf = w.to(acc)
-    g = torch.where(m.unsqueeze(-1) != 0, wf * m.unsqueeze(-1), torch.zeros_like(wf)).sum(1) * inv.unsqueeze(1)
-    gb = gate_bias(g, params)
-    _, _, gate = local_gate(w, wld, bld, wlu, gb)
-    yf = y.to(acc)
-    z = yf + gate * (x.to(acc) - yf)
-    return z.to(x.dtype).contiguous(), g
+    wld, bld, wlu = (p.to(acc) for p in params[:3])
+    B, T, E = x.shape
+    H = wld.shape[0]
+    xa, ya = x.to(acc), y.to(acc)
+    w = torch.add(xa, ya, out=x.new_empty((B, T, E), dtype=acc))  # contiguous: the GEMM wants (B·T, E) rows
+    h = torch.addmm(bld, w.view(B * T, E), wld.t()).relu_()
+    g = _masked_mean_(w, mask)
+    s = torch.mm(h, wlu.t()).view(B, T, E).add_(gate_bias(g, params).unsqueeze(1))
+    gate = torch.sigmoid(s, out=s)
+    z = torch.lerp(ya, xa, gate)
+    return z.to(x.dtype).contiguous(), g, h.view(B, T, H), gate
 
 
-def aif_backward_torch(dz: Tensor, x: Tensor, y: Tensor, mask: Tensor, params, g: Tensor) -> tuple[Tensor, ...]:
-    """Returns (dx, dy, d local_down w, b, d local_up w, b, d global_down w, b, d global_up w, b)."""
-    wld, bld, wlu, _, wgd, bgd, wgu, _ = params
+def aif_backward_torch(
+    dz: Tensor, x: Tensor, y: Tensor, mask: Optional[Tensor], params, g: Tensor, h: Tensor, gate: Tensor,
+) -> tuple[Tensor, ...]:
+    """Gradients from what :func:`aif_forward_torch` returned (g, h, gate in the accumulation dtype).
+
+    Returns (dx, dy, d local_down w, b, d local_up w, b, d global_down w, b, d global_up w, b).
+    """
     acc = g.dtype
-    m, inv = mask_and_inverse_count(mask, acc)
-    gb = gate_bias(g, params)
-    w = x + y
-    h_pre, h, gate = local_gate(w, wld, bld, wlu, gb)
-    dzf = dz.to(acc)
-    ds = dzf * (x.to(acc) - y.to(acc)) * gate * (1 - gate)
+    wld, _, wlu, _, wgd, bgd, wgu, _ = (p.to(acc) for p in params)
+    B, T, E = x.shape
+    H = wld.shape[0]
+    xa, ya, dza = x.to(acc), y.to(acc), dz.to(acc)
+    buf = torch.sub(xa, ya, out=x.new_empty((B, T, E), dtype=acc)).mul_(dza)  # dM = dZ ⊙ (X − Y)
+    ds = torch.ops.aten.sigmoid_backward.grad_input(buf, gate, grad_input=buf)  # dS = dM ⊙ M ⊙ (1 − M)
     dG = ds.sum(1)
-    dg, (dwgd, dbgd, dwgu, dbgu) = global_backward(dG, g, wgd, bgd, wgu)
-    ds_d = ds.to(x.dtype)
-    dh_pre = torch.where(h_pre > 0, ds_d @ wlu, torch.zeros_like(h_pre))
-    dw = (dh_pre @ wld).to(acc) + (dg * inv.unsqueeze(1)).unsqueeze(1) * m.unsqueeze(-1)
-    dx = (dzf * gate + dw).to(x.dtype).contiguous()
-    dy = (dzf * (1 - gate) + dw).to(y.dtype).contiguous()
-    E, H = wlu.shape
-    dwlu = ds_d.reshape(-1, E).t().to(acc) @ h.reshape(-1, H).to(acc)
-    dwld = dh_pre.reshape(-1, H).t().to(acc) @ w.reshape(-1, E).to(acc)
-    dbld = dh_pre.reshape(-1, H).to(acc).sum(0)
-    grads = (dwld, dbld, dwlu, dG.sum(0), dwgd, dbgd, dwgu, dbgu)
+    dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
+    ds2, h2 = ds.view(B * T, E), h.reshape(B * T, H)
+    dh = torch.ops.aten.threshold_backward(torch.mm(ds2, wlu), h2, 0)  # relu' read from h = relu(h_pre)
+    dwlu = torch.mm(ds2.t(), h2)
+    w = torch.add(xa, ya, out=buf)  # dS is spent: W = X + Y takes its buffer
+    dwld = torch.mm(dh.t(), w.view(B * T, E))
+    dw = torch.mm(dh, wld).view(B, T, E)
+    if mask is None:
+        dw.add_((dg / max(T, 1)).unsqueeze(1))
+    else:
+        m, inv = mask_and_inverse_count(mask, acc)
+        dw.addcmul_(m.unsqueeze(-1), (dg * inv.unsqueeze(1)).unsqueeze(1))
+    dx = torch.addcmul(dw, dza, gate)
+    dy = dw.add_(dza).addcmul_(dza, gate, value=-1)  # dZ ⊙ (1 − M) + dW
+    grads = (dwld, dh.sum(0), dwlu, dG.sum(0)) + global_grads
+    dx, dy = dx.to(x.dtype).contiguous(), dy.to(y.dtype).contiguous()  # strided dZ may lend its layout
     return (dx, dy) + tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
+
+
+def aif_differentiable(x: Tensor, y: Tensor, mask: Optional[Tensor], params) -> Tensor:
+    """z: (B, T, E) in x's dtype from the reference math in the accumulation dtype, built from
+    differentiable torch ops: what runs under torch.func transforms, forward-mode AD and double backward."""
+    acc = accumulation_dtype(x.dtype)
+    return aif_reference(x.to(acc), y.to(acc), mask, *(p.to(acc) for p in params)).to(x.dtype)

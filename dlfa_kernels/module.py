@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .backend import check_backend_name
+from .backend import check_backend_choice
 from .ops import aif
 from .reference import aif_gate
-from .validation import check_module_sizes
+from .validation import check_inputs, check_module_sizes, check_param_dtypes
 
 
 class AIF(nn.Module):
@@ -20,6 +20,20 @@ class AIF(nn.Module):
         reduction: r, the bottleneck is H = E / r wide (E must divide by r).
         backend: "auto" (triton on GPU tensors when Triton works, else torch; the
             environment variable DLFA_BACKEND overrides it), "triton" or "torch".
+            A bad name, here or in DLFA_BACKEND, raises ValueError at construction.
+
+    Padding: a padded position never reaches another token's output or the global mean,
+    whatever it holds (NaN and Inf included); it gets an output of its own by the same
+    formula. Gradients are the exact derivative of this forward on both backends, and
+    every token, padding included, feeds the weight gradients through its own output:
+    a NaN or Inf at a padded position of sequence b makes the parameter gradients and
+    sequence b's input gradients non-finite, even where the upstream gradient at padding
+    is zero (0·NaN is NaN). Clean such values upstream: ``torch.nan_to_num(x)``, or
+    ``x.masked_fill(attention_mask[..., None] == 0, 0)`` (not ``x * mask``: NaN·0 is NaN).
+
+    Transforms: under ``torch.func`` (grad, jacrev, jvp, vmap), forward-mode AD and double
+    backward (``create_graph=True``) the layer computes with differentiable PyTorch ops
+    (the reference math, float32 accumulation) instead of the backend.
 
     Shapes: x, y: (B, T, E); attention_mask: (B, T), 1 = token, 0 = padding, or None.
     Returns z: (B, T, E).
@@ -30,7 +44,8 @@ class AIF(nn.Module):
         bottleneck = check_module_sizes(hidden_size, reduction)
         self.hidden_size = hidden_size
         self.reduction = reduction
-        self.backend = check_backend_name(backend)
+        check_backend_choice(backend)
+        self.backend = backend
         factory = {"device": device, "dtype": dtype}
         self.local_down = nn.Linear(hidden_size, bottleneck, **factory)
         self.local_up = nn.Linear(bottleneck, hidden_size, **factory)
@@ -38,24 +53,31 @@ class AIF(nn.Module):
         self.global_up = nn.Linear(bottleneck, hidden_size, **factory)
 
     def forward(self, x: Tensor, y: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        self._check_hidden_size(x)
+        return aif(x, y, attention_mask, *self._params(), backend=self.backend)
+
+    def gate(self, x: Tensor, y: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """The gate M: (B, T, E), how much each token draws from X (1) rather than Y (0).
+
+        Computed with the reference math (for inspection; the fused op never stores M),
+        after the same input checks as :meth:`forward`.
+        """
+        self._check_hidden_size(x)
+        params = self._params()
+        check_inputs(x, y, attention_mask, params)
+        check_param_dtypes(x, params)
+        return aif_gate(x, y, attention_mask, *params)
+
+    def _params(self) -> tuple[Tensor, ...]:
+        return (self.local_down.weight, self.local_down.bias, self.local_up.weight, self.local_up.bias,
+                self.global_down.weight, self.global_down.bias, self.global_up.weight, self.global_up.bias)
+
+    def _check_hidden_size(self, x) -> None:
         if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[-1] != self.hidden_size:
             raise ValueError(
                 f"x has last dimension {x.shape[-1]} (shape {tuple(x.shape)}), "
                 f"but this AIF was built for hidden_size={self.hidden_size}"
             )
-        return aif(
-            x, y, attention_mask,
-            self.local_down.weight, self.local_down.bias, self.local_up.weight, self.local_up.bias,
-            self.global_down.weight, self.global_down.bias, self.global_up.weight, self.global_up.bias,
-            backend=self.backend,
-        )
-
-    def gate(self, x: Tensor, y: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """The gate M: (B, T, E), how much each token draws from X (1) rather than Y (0).
-
-        Computed with the reference math (for inspection; the fused op never stores M).
-        """
-        return aif_gate(x, y, attention_mask, *self.parameters())
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, reduction={self.reduction}, backend={self.backend!r}"

@@ -1,18 +1,29 @@
 """The AIF op: ``torch.library`` registration, fake shapes, autograd, and the functional ``aif``.
 
-Two ops, ``dlfa::aif_forward`` -> (z, g) and ``dlfa::aif_backward`` -> grads, each
-running the backend named by its last argument ("triton" or "torch"). Forward
-saves only X, Y, the mask, the parameters and g (B×E) for backward.
+Two ops, ``dlfa::aif_forward`` -> (z, g, h, gate) and ``dlfa::aif_backward`` -> grads,
+each running the backend named by its last argument ("triton" or "torch"). The
+mask is optional (None: plain mean over T). Both backends save X, Y, the mask, the
+parameters and g (B×E) for backward; the torch backend also keeps h (B×T×H) and the
+gate (B×T×E), which the triton backend returns empty and recomputes in its kernels.
+
+Gradients are the exact derivative of the forward. The ops carry no forward-mode
+or double-backward formula, so :func:`aif` computes with differentiable torch ops
+(:func:`~dlfa_kernels.eager.aif_differentiable`) under ``torch.func`` transforms
+and forward-mode AD, and its backward does the same when asked for a graph
+(``create_graph=True``).
 """
+import contextlib
 import functools
 from typing import Optional
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from .backend import interpreting, resolve_backend, triton_available
+from .backend import check_backend_choice, interpreting, resolve_backend, triton_available
 from .eager import (
-    accumulation_dtype, aif_backward_torch, aif_forward_torch, gate_bias, global_backward, mask_and_inverse_count,
+    accumulation_dtype, aif_backward_torch, aif_differentiable, aif_forward_torch, gate_bias, global_backward,
+    mask_and_inverse_count,
 )
 from .validation import check_inputs, check_param_dtypes
 
@@ -31,14 +42,14 @@ else:
 
 def _forward_triton(x, y, mask, params):
     wld, bld, wlu = params[:3]
-    m, inv = mask_and_inverse_count(mask)
+    m, inv = mask_and_inverse_count(_ones_if_none(mask, x))
     g = _kernels.pool_forward(x, y, m, inv)
     return _kernels.local_forward(x, y, wld, bld, wlu, gate_bias(g, params)), g
 
 
 def _backward_triton(dz, x, y, mask, params, g):
     wld, bld, wlu, _, wgd, bgd, wgu, _ = params
-    m, inv = mask_and_inverse_count(mask)
+    m, inv = mask_and_inverse_count(_ones_if_none(mask, x))
     gb = gate_bias(g, params)
     h, dh_pre, dG = _kernels.local_backward_hidden(x, y, dz, wld, bld, wlu, gb)
     dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
@@ -48,39 +59,53 @@ def _backward_triton(dz, x, y, mask, params, g):
     return [dx, dy] + [gr.to(p.dtype) for gr, p in zip(grads, params)]
 
 
+def _ones_if_none(mask: Optional[Tensor], x: Tensor) -> Tensor:
+    """The v1 launchers take a mask; no mask means every token counts."""
+    return torch.ones(x.shape[:2], device=x.device) if mask is None else mask
+
+
 @_define("dlfa::aif_forward")
 def aif_forward(
-    x: Tensor, y: Tensor, mask: Tensor,
+    x: Tensor, y: Tensor, mask: Optional[Tensor],
     local_down_weight: Tensor, local_down_bias: Tensor, local_up_weight: Tensor, local_up_bias: Tensor,
     global_down_weight: Tensor, global_down_bias: Tensor, global_up_weight: Tensor, global_up_bias: Tensor,
     backend: str,
-) -> tuple[Tensor, Tensor]:
-    """z: (B, T, E) in x's dtype, and g: (B, E) the masked mean of X + Y (fp32; fp64 for fp64 x)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """z: (B, T, E) in x's dtype; g: (B, E) the masked mean of X + Y (fp32; fp64 for fp64 x);
+    h: (B, T, H) and gate: (B, T, E) in g's dtype from the torch backend, empty from triton."""
     params = (local_down_weight, local_down_bias, local_up_weight, local_up_bias,
               global_down_weight, global_down_bias, global_up_weight, global_up_bias)
     if backend == "triton":
-        return _forward_triton(x, y, mask, params)
+        z, g = _forward_triton(x, y, mask, params)
+        return z, g, g.new_empty(0), g.new_empty(0)
     return aif_forward_torch(x, y, mask, params)
 
 
 @aif_forward.register_fake
-def _(x, y, mask, *params_and_backend):
-    return x.new_empty(x.shape), x.new_empty((x.shape[0], x.shape[2]), dtype=accumulation_dtype(x.dtype))
+def _(x, y, mask, local_down_weight, *rest):
+    backend = rest[-1]
+    (B, T, E), H = x.shape, local_down_weight.shape[0]
+    acc = accumulation_dtype(x.dtype)
+    kept = ((B, T, H), (B, T, E)) if backend == "torch" else ((0,), (0,))
+    return (x.new_empty(x.shape), x.new_empty((B, E), dtype=acc),
+            *(x.new_empty(shape, dtype=acc) for shape in kept))
 
 
 @_define("dlfa::aif_backward")
 def aif_backward(
-    dz: Tensor, x: Tensor, y: Tensor, mask: Tensor,
+    dz: Tensor, x: Tensor, y: Tensor, mask: Optional[Tensor],
     local_down_weight: Tensor, local_down_bias: Tensor, local_up_weight: Tensor, local_up_bias: Tensor,
     global_down_weight: Tensor, global_down_bias: Tensor, global_up_weight: Tensor, global_up_bias: Tensor,
-    g: Tensor, backend: str,
+    g: Tensor, h: Tensor, gate: Tensor, backend: str,
 ) -> list[Tensor]:
-    """[dx, dy, then the gradient of each parameter in the order of the arguments]."""
+    """[dx, dy, then the gradient of each parameter in the order of the arguments].
+
+    g, h, gate: what :func:`aif_forward` returned with the same backend."""
     params = (local_down_weight, local_down_bias, local_up_weight, local_up_bias,
               global_down_weight, global_down_bias, global_up_weight, global_up_bias)
     if backend == "triton":
         return _backward_triton(dz, x, y, mask, params, g)
-    return list(aif_backward_torch(dz, x, y, mask, params, g))
+    return list(aif_backward_torch(dz, x, y, mask, params, g, h, gate))
 
 
 @aif_backward.register_fake
@@ -91,17 +116,48 @@ def _(dz, x, y, mask, *rest):
 
 def _setup_context(ctx, inputs, output):
     x, y, mask, *params, backend = inputs
-    ctx.save_for_backward(x, y, mask, *params, output[1])
+    ctx.save_for_backward(x, y, mask, *params, *output[1:])
+    ctx.mark_non_differentiable(*output[1:])  # g, h, gate: saved for backward, not results
+    ctx.set_materialize_grads(False)  # so no zero (B, T, E) gradient is built for them
     ctx.backend = backend
 
 
-def _backward(ctx, dz, _dg):
-    x, y, mask, *params, g = ctx.saved_tensors
-    dx, dy, *param_grads = aif_backward(dz, x, y, mask, *params, g, ctx.backend)
+def _backward(ctx, dz, *_unused):
+    x, y, mask, *params, g, h, gate = ctx.saved_tensors
+    if dz is None:  # z's gradient undefined (gradients are not materialized as zeros)
+        return (None,) * (len(params) + 4)
+    if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable themselves
+        return _differentiable_backward(dz, x, y, mask, params)
+    dx, dy, *param_grads = aif_backward(dz, x, y, mask, *params, g, h, gate, ctx.backend)
     return (dx, dy, None, *param_grads, None)
 
 
+def _differentiable_backward(dz, x, y, mask, params):
+    """The backward as a graph: autograd of :func:`aif_differentiable` recomputed from the saved inputs."""
+    inputs = (x, y, *params)
+    wanted = [i for i, t in enumerate(inputs) if t.requires_grad]
+    grads = [None] * len(inputs)
+    if wanted:
+        with torch.enable_grad():
+            z = aif_differentiable(x, y, mask, params)
+            found = torch.autograd.grad(z, [inputs[i] for i in wanted], dz, create_graph=True, allow_unused=True)
+        for i, gr in zip(wanted, found):
+            grads[i] = torch.zeros_like(inputs[i]) if gr is None else gr
+    return (grads[0], grads[1], None, *grads[2:], None)
+
+
 aif_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _transform_active() -> bool:
+    """torch.func transforms (grad, jvp, vmap, jacrev, ...) or a forward-mode AD level."""
+    return torch._C._are_functorch_transforms_active() or fwAD._current_level >= 0
+
+
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
 
 
 def aif(
@@ -116,22 +172,23 @@ def aif(
 
     x, y: (B, T, E); attention_mask: (B, T) (1 = token, 0 = padding) or None;
     *_down_weight: (H, E), *_down_bias: (H,), *_up_weight: (E, H), *_up_bias: (E,).
-    Returns z: (B, T, E) in x's dtype (the autocast dtype under ``torch.autocast``).
+    Returns z: (B, T, E) in x's dtype. Under ``torch.autocast`` it does as ``nn.Linear``:
+    float16/bfloat16/float32 tensors compute in the autocast dtype, float64 stays float64.
+    Under ``torch.func`` transforms, forward-mode AD and double backward it computes with
+    differentiable torch ops (the reference math, float32 accumulation).
     """
+    check_backend_choice(backend)
     params = (local_down_weight, local_down_bias, local_up_weight, local_up_bias,
               global_down_weight, global_down_bias, global_up_weight, global_up_bias)
     check_inputs(x, y, attention_mask, params)
     device_type = x.device.type
-    autocast = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
-    if autocast:  # behave as nn.Linear does: compute in the autocast dtype
-        dtype = torch.get_autocast_dtype(device_type)
-        x, y = x.to(dtype), y.to(dtype)
-        params = tuple(p.to(dtype) for p in params)
+    autocast_dtype = _autocast_dtype(device_type)
+    if autocast_dtype is not None:  # autocast lowers every float tensor but float64, as for nn.Linear
+        x, y = (t if t.dtype == torch.float64 else t.to(autocast_dtype) for t in (x, y))
+        params = tuple(p if p.dtype == torch.float64 else p.to(autocast_dtype) for p in params)
     check_param_dtypes(x, params)
     backend = resolve_backend(backend, x.device, x.dtype)
-    if attention_mask is None:
-        attention_mask = torch.ones(x.shape[:2], device=x.device, dtype=torch.float32)
-    if autocast:
-        with torch.autocast(device_type, enabled=False):
-            return aif_forward(x, y, attention_mask, *params, backend)[0]
-    return aif_forward(x, y, attention_mask, *params, backend)[0]
+    with torch.autocast(device_type, enabled=False) if autocast_dtype is not None else contextlib.nullcontext():
+        if _transform_active():
+            return aif_differentiable(x, y, attention_mask, params)
+        return aif_forward(x, y, attention_mask, *params, backend)[0]

@@ -1,4 +1,4 @@
-"""The AIF fusion written as the math of DESIGN.md §1, in plain PyTorch.
+"""The AIF fusion written as plain PyTorch math: the specification.
 
 This is the truth the tests compare against (run it in float64), and the
 baseline that ``torch.compile`` is timed on. Autograd differentiates it.

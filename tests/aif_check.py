@@ -1,4 +1,4 @@
-"""Helpers shared by the AIF tests: inputs, the float64 reference, the DESIGN.md §4 rule."""
+"""Helpers shared by the AIF tests: inputs, the float64 reference, the comparison rule (2 × the same-dtype reference error)."""
 from __future__ import annotations
 
 import torch

@@ -106,3 +106,52 @@ def test_functional_rejects_mismatched_parameter_shapes():
     params[2] = torch.randn(16, 8)  # local_up.weight for H=8 while local_down has H=4
     with pytest.raises(ValueError, match=r"local_up.weight has shape \(16, 8\), expected \(16, 4\)"):
         aif(*good(), *params, backend="torch")
+
+
+def test_bad_backend_environment_variable_is_reported_at_construction(monkeypatch):
+    monkeypatch.setenv("DLFA_BACKEND", "fast")
+    with pytest.raises(ValueError, match=r"DLFA_BACKEND must be one of \('auto', 'triton', 'torch'\), got 'fast'"):
+        AIF(16, 4)
+    AIF(16, 4, backend="torch")  # an explicit backend does not read the variable
+
+
+def test_bad_backend_environment_variable_is_reported_by_aif_before_input_checks(monkeypatch):
+    params = list(AIF(16, 4).parameters())
+    monkeypatch.setenv("DLFA_BACKEND", "fast")
+    with pytest.raises(ValueError, match="DLFA_BACKEND must be one of"):
+        aif("not a tensor", None, None, *params)
+
+
+def test_bfloat16_refused_by_triton_under_the_interpreter(monkeypatch):
+    from dlfa_kernels import resolve_backend
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    x, y, mask = good()
+    module = AIF(16, 4, backend="triton").to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"cannot run bfloat16 under the Triton interpreter \(TRITON_INTERPRET=1\)"):
+        module(x.bfloat16(), y.bfloat16(), mask)
+    assert resolve_backend("auto", torch.device("cuda"), torch.bfloat16) == "torch"
+    assert resolve_backend("auto", torch.device("cpu"), torch.bfloat16) == "torch"
+
+
+@pytest.mark.parametrize("case,error,match", [
+    ("hidden size", ValueError, r"last dimension 8 .* hidden_size=16"),
+    ("shapes differ", ValueError, r"x and y must have the same shape"),
+    ("mask shape", ValueError, r"attention_mask must have shape \(B, T\) = \(2, 5\), got \(2, 4\)"),
+    ("param dtype", TypeError, "local_down.weight is torch.float32 but the inputs are torch.float64"),
+    ("not a tensor", TypeError, "y must be a torch.Tensor, got list"),
+])
+def test_gate_runs_the_checks_of_forward(module, case, error, match):
+    x, y, mask = good()
+    if case == "hidden size":
+        x, y = x[..., :8], y[..., :8]
+    elif case == "shapes differ":
+        y = y[:, :4]
+    elif case == "mask shape":
+        mask = mask[:, :4]
+    elif case == "param dtype":
+        x, y = x.double(), y.double()
+    elif case == "not a tensor":
+        y = y.tolist()
+    for method in (module.forward, module.gate):
+        with pytest.raises(error, match=match):
+            method(x, y, mask)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from aif_check import random_mask
+from aif_check import NAMES, assert_matches_reference, random_mask, rel_err, run_module, run_reference
 from dlfa_kernels import AIF, aif_reference
 from dlfa_kernels.ops import aif_backward, aif_forward
 
@@ -30,8 +30,8 @@ def test_torch_backend_matches_reference_in_float64():
     x, y, dz = (torch.randn(B, T, E, dtype=torch.float64) for _ in range(3))
     mask = random_mask(B, T)
     params = params64(E, 3)
-    z, g = aif_forward(x, y, mask, *params, "torch")
-    grads = aif_backward(dz, x, y, mask, *params, g, "torch")
+    z, *kept = aif_forward(x, y, mask, *params, "torch")
+    grads = aif_backward(dz, x, y, mask, *params, *kept, "torch")
     xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
     ref = aif_reference(xr, yr, mask.double(), *params)
     expected = torch.autograd.grad(ref, [xr, yr, *params], dz)
@@ -40,18 +40,19 @@ def test_torch_backend_matches_reference_in_float64():
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("masked", [True, False], ids=["mask", "no-mask"])
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_opcheck(backend):
+def test_opcheck(backend, masked):
     B, T, E = 2, 6, 16
     dtype = torch.float64 if backend == "torch" else torch.float32
     x = torch.randn(B, T, E, dtype=dtype, requires_grad=True)
     y = torch.randn(B, T, E, dtype=dtype, requires_grad=True)
     params = [p.detach().to(dtype).requires_grad_() for p in AIF(E, 4).parameters()]
-    mask = random_mask(B, T)
+    mask = random_mask(B, T) if masked else None
     torch.library.opcheck(aif_forward, (x, y, mask, *params, backend))
-    z, g = aif_forward(x, y, mask, *params, backend)
+    z, *kept = aif_forward(x, y, mask, *params, backend)
     torch.library.opcheck(aif_backward, (torch.randn_like(z), x.detach(), y.detach(), mask,
-                                         *[p.detach() for p in params], g.detach(), backend))
+                                         *[p.detach() for p in params], *[t.detach() for t in kept], backend))
 
 
 class _Block(torch.nn.Module):
@@ -131,3 +132,57 @@ def test_imports_and_runs_without_triton():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parents[1], timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_autocast_leaves_float64_alone_like_linear():
+    """autocast lowers float32 (and float16) tensors, never float64: nn.Linear keeps fp64, so does AIF."""
+    torch.manual_seed(3)
+    B, T, E = 2, 6, 16
+    module = AIF(E, 4).double()
+    x, y = torch.randn(B, T, E, dtype=torch.float64), torch.randn(B, T, E, dtype=torch.float64)
+    mask = random_mask(B, T)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = module(x, y, mask)
+        linear_out = module.local_down(x)
+    assert z.dtype == linear_out.dtype == torch.float64
+    torch.testing.assert_close(z, aif_reference(x, y, mask, *module.parameters()))
+
+
+def test_float16_sum_past_the_float16_range_stays_finite():
+    """X = 40000, Y = 30000 are valid float16 and so is any Z between them; X + Y = 70000 is not."""
+    torch.manual_seed(4)
+    B, T, E = 2, 5, 16
+    module = AIF(E, 4, backend="torch").half()
+    x = (torch.full((B, T, E), 40000.0) + 100 * torch.randn(B, T, E)).half()
+    y = (torch.full((B, T, E), 30000.0) + 100 * torch.randn(B, T, E)).half()
+    mask, dz = random_mask(B, T), torch.randn(B, T, E).half()
+    assert torch.isinf(x + y).all()  # what a float16 W would be
+    got = run_module(module, x, y, mask, dz)
+    want = run_reference(module, x, y, mask, dz, torch.float64)
+    for name, g, w in zip(NAMES, got, want):
+        assert torch.isfinite(g).all(), name
+        assert rel_err(g, w) < 2e-3, (name, rel_err(g, w))
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "int", "bool", "float"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_torch_backend_output_and_all_gradients(dtype, mask_kind):
+    """Every dtype the CPU default runs, odd shape, an all-padding row, within 2 × the same-dtype reference's error."""
+    torch.manual_seed(5)
+    B, T, E = 3, 13, 36
+    module = AIF(E, 4, backend="torch").to(dtype)
+    x, y, dz = (torch.randn(B, T, E, dtype=dtype) for _ in range(3))
+    mask = {"none": None, "int": random_mask(B, T), "bool": random_mask(B, T).bool(),
+            "float": random_mask(B, T).float()}[mask_kind]
+    assert_matches_reference(run_module(module, x, y, mask, dz), module, x, y, mask, dz, dtype)
+
+
+def test_torch_backend_strided_inputs():
+    torch.manual_seed(6)
+    B, T, E = 2, 7, 24
+    module = AIF(E, 4, backend="torch")
+    x = torch.randn(B, T, E + 9)[:, :, 5:5 + E]
+    y = torch.randn(B, E, T).transpose(1, 2)
+    dz = torch.randn(T, B, E).transpose(0, 1)
+    mask = random_mask(B, T)
+    assert_matches_reference(run_module(module, x, y, mask, dz), module, x, y, mask, dz, torch.float32)
