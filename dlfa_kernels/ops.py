@@ -30,22 +30,11 @@ else:
 
 
 def _forward_triton(x, y, mask, params):
-    wld, bld, wlu = params[:3]
-    m, inv = mask_and_inverse_count(mask)
-    g = _kernels.pool_forward(x, y, m, inv)
-    return _kernels.local_forward(x, y, wld, bld, wlu, gate_bias(g, params)), g
+    return _kernels.aif_forward(x, y, mask, params)
 
 
 def _backward_triton(dz, x, y, mask, params, g):
-    wld, bld, wlu, _, wgd, bgd, wgu, _ = params
-    m, inv = mask_and_inverse_count(mask)
-    gb = gate_bias(g, params)
-    h, dh_pre, dG = _kernels.local_backward_hidden(x, y, dz, wld, bld, wlu, gb)
-    dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
-    dgs = (dg * inv.unsqueeze(1)).contiguous()
-    dx, dy, dwld, dwlu = _kernels.local_backward(x, y, dz, wld, wlu, gb, dgs, m, h, dh_pre)
-    grads = (dwld, dh_pre.float().sum(0), dwlu, dG.sum(0)) + global_grads
-    return [dx, dy] + [gr.to(p.dtype) for gr, p in zip(grads, params)]
+    return _kernels.aif_backward(dz, x, y, mask, params, g)
 
 
 @_define("dlfa::aif_forward")
