@@ -66,6 +66,14 @@ def _token_count(MASK, offs_b, b_ok, T, stride_mb, stride_mt, BLOCK_B: tl.conste
 
 
 @triton.jit
+def _tile_tokens(tile, tile_t, T, BLOCK_M: tl.constexpr):
+    """Token offsets (BLOCK_M,) int64 of tile ``tile`` of a sequence, tile_t tokens a tile, and which are real."""
+    rows = tl.arange(0, BLOCK_M)
+    offs_t = tile * tile_t + rows.to(tl.int64)
+    return offs_t, (rows < tile_t) & (offs_t < T)
+
+
+@triton.jit
 def _relu(v):
     """max(v, 0) with NaN kept, as torch.relu does (relu's gradient mask is then v <= 0 -> 0)."""
     return tl.maximum(v, 0.0, propagate_nan=tl.PropagateNan.ALL)
@@ -192,7 +200,7 @@ def _aif_global_forward_kernel(
 @triton.jit
 def _aif_forward_kernel(
     X, Y, Z, WD, BD, WU, GB,
-    T, E, H, n_t_tiles,
+    T, E, H, n_t_tiles, tile_t,
     stride_xb, stride_xt, stride_xe,
     stride_yb, stride_yt, stride_ye,
     stride_zb, stride_zt, stride_ze,
@@ -200,11 +208,10 @@ def _aif_forward_kernel(
     BLOCK_M: tl.constexpr, BLOCK_E: tl.constexpr, HA: tl.constexpr, HB: tl.constexpr,
     SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Z for one tile of BLOCK_M tokens of one sequence; grid (B · n_t_tiles,)."""
+    """Z for one tile of tile_t ≤ BLOCK_M tokens of one sequence; grid (B · n_t_tiles,)."""
     pid = tl.program_id(0).to(tl.int64)
     b = pid // n_t_tiles
-    offs_t = (pid % n_t_tiles) * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
-    t_ok = offs_t < T
+    offs_t, t_ok = _tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)
     h_a, h_b = _local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
@@ -233,7 +240,7 @@ def _aif_forward_kernel(
 @triton.jit
 def _aif_backward_dh_kernel(
     X, Y, DZ, WD, BD, WU, GB, H_OUT, DH_OUT, DG_PART, DBD_PART,
-    T, E, H, n_t_tiles,
+    T, E, H, n_t_tiles, tile_t,
     stride_xb, stride_xt, stride_xe,
     stride_yb, stride_yt, stride_ye,
     stride_dzb, stride_dzt, stride_dze,
@@ -241,14 +248,13 @@ def _aif_backward_dh_kernel(
     BLOCK_M: tl.constexpr, BLOCK_E: tl.constexpr, HA: tl.constexpr, HB: tl.constexpr,
     SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """For one token tile: h, dh_pre (N, H); Σ_tile dS (B·n_t_tiles, E); Σ_tile dh_pre (B·n_t_tiles, H).
+    """For one token tile (tile_t ≤ BLOCK_M tokens of one sequence): h, dh_pre (N, H); Σ_tile dS (B·n_t_tiles, E); Σ_tile dh_pre (B·n_t_tiles, H).
 
     grid (B · n_t_tiles,); tile = pid.
     """
     pid = tl.program_id(0).to(tl.int64)
     b = pid // n_t_tiles
-    offs_t = (pid % n_t_tiles) * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
-    t_ok = offs_t < T
+    offs_t, t_ok = _tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)
     h_pre_a, h_pre_b = _local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
@@ -278,13 +284,13 @@ def _aif_backward_dh_kernel(
         if SPLIT_H:
             dh_b = tl.dot(ds, wu_b, dh_b, input_precision=DOT_PRECISION)
     rows = b * T + offs_t
-    dh_a = tl.where(h_pre_a <= 0, 0.0, dh_a)
+    dh_a = tl.where(h_a <= 0, 0.0, dh_a)
     ok_a = t_ok[:, None] & (offs_ha < H)[None, :]
     tl.store(H_OUT + rows[:, None] * H + offs_ha[None, :], h_a, mask=ok_a)
     tl.store(DH_OUT + rows[:, None] * H + offs_ha[None, :], dh_a.to(DH_OUT.dtype.element_ty), mask=ok_a)
     tl.store(DBD_PART + pid * H + offs_ha, tl.sum(dh_a, axis=0), mask=offs_ha < H)
     if SPLIT_H:
-        dh_b = tl.where(h_pre_b <= 0, 0.0, dh_b)
+        dh_b = tl.where(h_b <= 0, 0.0, dh_b)
         ok_b = t_ok[:, None] & (offs_hb < H)[None, :]
         tl.store(H_OUT + rows[:, None] * H + offs_hb[None, :], h_b, mask=ok_b)
         tl.store(DH_OUT + rows[:, None] * H + offs_hb[None, :], dh_b.to(DH_OUT.dtype.element_ty), mask=ok_b)
@@ -369,10 +375,10 @@ def _aif_backward_kernel(
     wu_b = _load_cols(WU, offs_e, e_ok, offs_hb, hb_ok, stride_wue, stride_wuh)
     wd_a = _load_cols(WD, offs_ha, ha_ok, offs_e, e_ok, stride_wdh, stride_wde)
     wd_b = _load_cols(WD, offs_hb, hb_ok, offs_e, e_ok, stride_wdh, stride_wde)
-    acc_wu_a = tl.zeros([BLOCK_E, HA], dtype=tl.float32)
-    acc_wu_b = tl.zeros([BLOCK_E, HB], dtype=tl.float32)
-    acc_wd_a = tl.zeros([BLOCK_E, HA], dtype=tl.float32)
-    acc_wd_b = tl.zeros([BLOCK_E, HB], dtype=tl.float32)
+    acc_wu_a = tl.zeros([HA, BLOCK_E], dtype=tl.float32)  # transposed: H rows fill a wgmma's M
+    acc_wu_b = tl.zeros([HB, BLOCK_E], dtype=tl.float32)
+    acc_wd_a = tl.zeros([HA, BLOCK_E], dtype=tl.float32)
+    acc_wd_b = tl.zeros([HB, BLOCK_E], dtype=tl.float32)
     first = split * tiles_per_split
     last = tl.minimum(first + tiles_per_split, n_tiles)
     for tile in range(first, last):
@@ -405,19 +411,19 @@ def _aif_backward_kernel(
         yf = y.to(tl.float32)
         ds = tl.where(ok, dz * (xf - yf) * gate * (1.0 - gate), 0.0).to(x.dtype)
         w_half = ((xf + yf) * 0.5).to(x.dtype)
-        acc_wu_a = tl.dot(tl.trans(ds), h_a, acc_wu_a, input_precision=DOT_PRECISION)
-        acc_wd_a = tl.dot(tl.trans(w_half), dh_a, acc_wd_a, input_precision=DOT_PRECISION)
+        acc_wu_a = tl.dot(tl.trans(h_a), ds, acc_wu_a, input_precision=DOT_PRECISION)
+        acc_wd_a = tl.dot(tl.trans(dh_a), w_half, acc_wd_a, input_precision=DOT_PRECISION)
         if SPLIT_H:
-            acc_wu_b = tl.dot(tl.trans(ds), h_b, acc_wu_b, input_precision=DOT_PRECISION)
-            acc_wd_b = tl.dot(tl.trans(w_half), dh_b, acc_wd_b, input_precision=DOT_PRECISION)
-    base = split * E * H + offs_e[:, None] * H
-    ok_a = e_ok[:, None] & ha_ok[None, :]
-    tl.store(DWU_PART + base + offs_ha[None, :], acc_wu_a, mask=ok_a)
-    tl.store(DWD_PART + base + offs_ha[None, :], 2.0 * acc_wd_a, mask=ok_a)
+            acc_wu_b = tl.dot(tl.trans(h_b), ds, acc_wu_b, input_precision=DOT_PRECISION)
+            acc_wd_b = tl.dot(tl.trans(dh_b), w_half, acc_wd_b, input_precision=DOT_PRECISION)
+    base = split * E * H + offs_e[None, :] * H
+    ok_a = ha_ok[:, None] & e_ok[None, :]
+    tl.store(DWU_PART + base + offs_ha[:, None], acc_wu_a, mask=ok_a)
+    tl.store(DWD_PART + base + offs_ha[:, None], 2.0 * acc_wd_a, mask=ok_a)
     if SPLIT_H:
-        ok_b = e_ok[:, None] & hb_ok[None, :]
-        tl.store(DWU_PART + base + offs_hb[None, :], acc_wu_b, mask=ok_b)
-        tl.store(DWD_PART + base + offs_hb[None, :], 2.0 * acc_wd_b, mask=ok_b)
+        ok_b = hb_ok[:, None] & e_ok[None, :]
+        tl.store(DWU_PART + base + offs_hb[:, None], acc_wu_b, mask=ok_b)
+        tl.store(DWD_PART + base + offs_hb[:, None], 2.0 * acc_wd_b, mask=ok_b)
 
 
 @triton.jit
@@ -449,7 +455,6 @@ def _aif_backward_finalize_kernel(
     tl.store(D_WLD + offs_h[None, :] * E + offs_e[:, None], acc.to(D_WLD.dtype.element_ty), mask=ok_eh)
     # global_up: dW = dGᵀ·hg, db = Σ_b dG (= local_up's bias gradient too)
     acc = tl.zeros([BLOCK_E, H_PAD], dtype=tl.float32)
-    acc_t = tl.zeros([H_PAD, BLOCK_E], dtype=tl.float32)
     db = tl.zeros([BLOCK_E], dtype=tl.float32)
     for b0 in range(0, B, BLOCK_B):
         offs_b = (b0 + tl.arange(0, BLOCK_B)).to(tl.int64)
@@ -458,10 +463,14 @@ def _aif_backward_finalize_kernel(
         acc = tl.dot(tl.trans(d_big_g), _load_cols(HG, offs_b, b_ok, offs_h, h_ok, H, 1), acc,
                      input_precision="ieee")
         db += tl.sum(d_big_g, axis=0)
-        # global_down: dW = dhgᵀ·g
+    tl.store(D_WGU + part, acc.to(D_WGU.dtype.element_ty), mask=ok_eh)
+    # global_down: dW = dhgᵀ·g
+    acc_t = tl.zeros([H_PAD, BLOCK_E], dtype=tl.float32)
+    for b0 in range(0, B, BLOCK_B):
+        offs_b = (b0 + tl.arange(0, BLOCK_B)).to(tl.int64)
+        b_ok = offs_b < B
         acc_t = tl.dot(tl.trans(_load_cols(DHG, offs_b, b_ok, offs_h, h_ok, H, 1)),
                        _load_cols(G, offs_b, b_ok, offs_e, e_ok, E, 1), acc_t, input_precision="ieee")
-    tl.store(D_WGU + part, acc.to(D_WGU.dtype.element_ty), mask=ok_eh)
     tl.store(D_WGD + offs_h[:, None] * E + offs_e[None, :], acc_t.to(D_WGD.dtype.element_ty),
              mask=h_ok[:, None] & e_ok[None, :])
     tl.store(D_BGU + offs_e, db.to(D_BGU.dtype.element_ty), mask=e_ok)
@@ -500,49 +509,63 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee"
 
 
-def tile_rows(B: int, T: int, n_sm: int) -> int:
-    """Tokens per tile of the token-tiled kernels: the largest of 64, 32, 16 that still gives every
-    SM a program (B · ⌈T / rows⌉ ≥ n_sm), never wider than the sequence needs."""
-    cap = max(16, triton.next_power_of_2(max(T, 1)))
-    for rows in (64, 32):
-        if rows <= cap and B * triton.cdiv(T, rows) >= n_sm:
-            return rows
-    return 16
+def token_tiles(B: int, T: int, n_sm: int, most: int) -> tuple[int, int, int]:
+    """(tiles per sequence, tokens per tile, rows per tile) of a token-tiled kernel.
+
+    As few tiles as give every SM a program (B · tiles ≥ n_sm) and no tile over ``most`` rows: each
+    tile re-reads both E×H weights, so fewer tiles mean less traffic. Tiles stay inside one sequence;
+    a tile of 26 tokens computes 32 rows (rows: a power of two, at least 16).
+    """
+    if T == 0:
+        return 0, 1, 16
+    tiles = min(max(triton.cdiv(T, most), triton.cdiv(n_sm, max(B, 1))), triton.cdiv(T, 16))
+    tile_t = triton.cdiv(T, tiles)
+    tiles = triton.cdiv(T, tile_t)
+    return tiles, tile_t, max(16, triton.next_power_of_2(tile_t))
 
 
-def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int) -> dict:
+def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int, hopper: bool = True) -> dict:
     """Tile sizes, grids and options of every launch of one forward and one backward.
 
     Keyed on E, H and dtype, and on B·T only through the token-tile height (three values) and
     the number of token splits of the weight-gradient kernel (one wave of ``n_sm`` programs).
+    ``hopper``: sm_90 or later, whose wgmma keeps dot operands in shared memory; before it the
+    weight-gradient kernel takes narrower E chunks to stay within 255 registers. Every choice
+    here is checked spill-free by tests/aot_compile.py.
     """
     half = dtype != torch.float32
     ha, hb = hidden_blocks(H)
     h_pad = max(16, triton.next_power_of_2(H))
-    wide = ha + hb >= 256
-    rows = tile_rows(B, T, n_sm)
-    n_t = triton.cdiv(T, rows)
-    block_e = 64 if half else 32
+    wide = ha + hb >= 192
+    n_t, tile_t, rows = token_tiles(B, T, n_sm, 64)
+    # h_pre, h and dh of 64 rows do not fit in registers; nor of 32 rows with 96 = 64 + 32 columns
+    dh_n_t, dh_tile_t, dh_rows = token_tiles(B, T, n_sm, 32 if ha + hb >= 192 else 16)
+    block_e = 64 if half and ha + hb >= 64 else 32
     tile = {
         "BLOCK_M": rows, "BLOCK_E": block_e, "HA": ha, "HB": max(hb, 16), "SPLIT_H": hb > 0,
-        "DOT_PRECISION": dot_precision(dtype), "num_warps": 8 if wide else 4, "num_stages": 2 if half else 1,
+        "DOT_PRECISION": dot_precision(dtype), "num_warps": 8 if wide or not half else 4,
+        "num_stages": 2 if half else 1,
     }
-    dw_rows = min(64 if half else 32, max(16, triton.next_power_of_2(max(T, 1))))
+    dw_rows = min(32 if half else 16, max(16, triton.next_power_of_2(max(T, 1))))
     dw_n_t = triton.cdiv(T, dw_rows)
     dw_tiles = B * dw_n_t
-    n_e = triton.cdiv(E, block_e)
+    # fp32 "ieee" dots run on FMA units, operands in registers
+    dw_block_e = (64 if hopper else 32) if half else 16
+    n_e = triton.cdiv(E, dw_block_e)
     splits = min(dw_tiles, max(1, n_sm // n_e))
     per_split = triton.cdiv(dw_tiles, splits) if splits else 0
     splits = triton.cdiv(dw_tiles, per_split) if per_split else 0
-    small = {"BLOCK_B": 16, "BLOCK_E": 32, "H_PAD": h_pad, "num_warps": 4}
+    small = {"BLOCK_B": 16, "BLOCK_E": 16, "H_PAD": h_pad, "num_warps": 4}
     return {
         "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "num_warps": 4},
         "global_forward": dict(small, grid=(triton.cdiv(B, 16),)),
-        "forward": dict(tile, grid=(B * n_t,), n_t_tiles=n_t),
-        "backward_dh": dict(tile, grid=(B * n_t,), n_t_tiles=n_t),
+        "forward": dict(tile, BLOCK_M=rows, grid=(B * n_t,), n_t_tiles=n_t, tile_t=tile_t),
+        "backward_dh": dict(tile, BLOCK_M=dh_rows, num_warps=8 if ha + hb >= 96 else 4, grid=(B * dh_n_t,),
+                            n_t_tiles=dh_n_t, tile_t=dh_tile_t),
         "global_backward": dict(small, grid=(triton.cdiv(B, 16),), BLOCK_T=32),
-        "backward": dict(tile, BLOCK_M=dw_rows, grid=(n_e, splits), n_t_tiles=dw_n_t, n_tiles=dw_tiles,
-                         tiles_per_split=per_split),
+        "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8,
+                         num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
+                         n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
         "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "BLOCK_B": 16, "H_PAD": h_pad, "num_warps": 4},
     }
 
@@ -563,10 +586,12 @@ KERNELS = {
 }
 
 
-def _sm_count(device: torch.device) -> int:
+def _device_traits(device: torch.device) -> tuple[int, bool]:
+    """(number of SMs, sm_90 or later) of the device the kernels run on."""
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4  # the interpreter runs programs one after another: few, large ones
+        props = torch.cuda.get_device_properties(device)
+        return props.multi_processor_count, props.major >= 9
+    return 4, True  # the interpreter runs programs one after another: few, large ones
 
 
 def _launch(name: str, cfg: dict, *args, **constexprs):
@@ -607,12 +632,12 @@ def aif_forward(x, y, mask, params):
     g = torch.empty((B, E), device=x.device, dtype=torch.float32)
     if B == 0:
         return z, g
-    cfg = launch_config(B, T, E, H, x.dtype, _sm_count(x.device))
+    cfg = launch_config(B, T, E, H, x.dtype, *_device_traits(x.device))
     m, smb, smt, has_mask = _mask_args(mask, x)
     _launch("pool", cfg, x, y, m, g, T, E, *x.stride(), *y.stride(), smb, smt, HAS_MASK=has_mask)
     gb = _gate_bias(g, params, cfg)
     if T > 0:
-        _launch("forward", cfg, x, y, z, wld, bld, wlu, gb, T, E, H, cfg["forward"]["n_t_tiles"],
+        _launch("forward", cfg, x, y, z, wld, bld, wlu, gb, T, E, H, cfg["forward"]["n_t_tiles"], cfg["forward"]["tile_t"],
                 *x.stride(), *y.stride(), *z.stride(), *wld.stride(), *wlu.stride())
     return z, g
 
@@ -627,12 +652,12 @@ def aif_backward(dz, x, y, mask, params, g):
     H = wld.shape[0]
     dev = x.device
     f32 = torch.float32
-    cfg = launch_config(B, T, E, H, x.dtype, _sm_count(dev))
+    cfg = launch_config(B, T, E, H, x.dtype, *_device_traits(dev))
     dx = torch.empty((B, T, E), device=dev, dtype=x.dtype)
     dy = torch.empty((B, T, E), device=dev, dtype=y.dtype)
     grads = [torch.empty(p.shape, device=dev, dtype=p.dtype) for p in params]
     m, smb, smt, has_mask = _mask_args(mask, x)
-    n_t, n_tiles = cfg["backward_dh"]["n_t_tiles"], cfg["backward_dh"]["grid"][0]
+    n_t, n_tiles, tile_t = cfg["backward_dh"]["n_t_tiles"], cfg["backward_dh"]["grid"][0], cfg["backward_dh"]["tile_t"]
     dw = cfg["backward"]
     n_splits = dw["grid"][1]
     dg_sum = torch.empty((B, E), device=dev, dtype=f32)
@@ -647,7 +672,7 @@ def aif_backward(dz, x, y, mask, params, g):
         dh_pre = torch.empty((B * T, H), device=dev, dtype=x.dtype)
         dg_part = torch.empty((n_tiles, E), device=dev, dtype=f32)
         if n_tiles > 0:
-            _launch("backward_dh", cfg, x, y, dz, wld, bld, wlu, gb, h, dh_pre, dg_part, dbd_part, T, E, H, n_t,
+            _launch("backward_dh", cfg, x, y, dz, wld, bld, wlu, gb, h, dh_pre, dg_part, dbd_part, T, E, H, n_t, tile_t,
                     *x.stride(), *y.stride(), *dz.stride(), *wld.stride(), *wlu.stride())
         dgs = torch.empty((B, E), device=dev, dtype=f32)
         _launch("global_backward", cfg, g, dg_part, m, wgd, params[5], wgu, dg_sum, hg, dhg, dgs,
