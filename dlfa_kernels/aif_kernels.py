@@ -537,7 +537,8 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     ha, hb = hidden_blocks(H)
     h_pad = max(16, triton.next_power_of_2(H))
     wide = ha + hb >= 192
-    n_t, tile_t, rows = token_tiles(B, T, n_sm, 64)
+    # 64 rows only where the compiled forward stays under 255 registers (16-bit on sm_90)
+    n_t, tile_t, rows = token_tiles(B, T, n_sm, 64 if half and hopper else 32)
     # h_pre, h and dh of 64 rows do not fit in registers; nor of 32 rows with 96 = 64 + 32 columns
     dh_n_t, dh_tile_t, dh_rows = token_tiles(B, T, n_sm, 32 if ha + hb >= 192 else 16)
     block_e = 64 if half and ha + hb >= 64 else 32
@@ -555,14 +556,15 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     splits = min(dw_tiles, max(1, n_sm // n_e))
     per_split = triton.cdiv(dw_tiles, splits) if splits else 0
     splits = triton.cdiv(dw_tiles, per_split) if per_split else 0
-    small = {"BLOCK_B": 16, "BLOCK_E": 16, "H_PAD": h_pad, "num_warps": 4}
+    small = {"BLOCK_B": 16, "BLOCK_E": 16, "H_PAD": h_pad, "num_warps": 8}
     return {
         "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "num_warps": 4},
         "global_forward": dict(small, grid=(triton.cdiv(B, 16),)),
         "forward": dict(tile, BLOCK_M=rows, grid=(B * n_t,), n_t_tiles=n_t, tile_t=tile_t),
-        "backward_dh": dict(tile, BLOCK_M=dh_rows, num_warps=8 if ha + hb >= 96 else 4, grid=(B * dh_n_t,),
+        "backward_dh": dict(tile, BLOCK_M=dh_rows, num_warps=8 if wide or (half and ha + hb >= 96) else 4,
+                            grid=(B * dh_n_t,),
                             n_t_tiles=dh_n_t, tile_t=dh_tile_t),
-        "global_backward": dict(small, grid=(triton.cdiv(B, 16),), BLOCK_T=32),
+        "global_backward": dict(small, grid=(triton.cdiv(B, 16),), BLOCK_T=32, num_warps=8 if half else 4),
         "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8,
                          num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
                          n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
