@@ -537,14 +537,14 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     ha, hb = hidden_blocks(H)
     h_pad = max(16, triton.next_power_of_2(H))
     wide = ha + hb >= 192
-    # 64 rows only where the compiled forward stays under 255 registers (16-bit on sm_90)
-    n_t, tile_t, rows = token_tiles(B, T, n_sm, 64 if half and hopper else 32)
+    # the most rows a compiled forward holds in 255 registers (fp32 dots run on FMA units)
+    n_t, tile_t, rows = token_tiles(B, T, n_sm, 64 if half and hopper else 32 if half or wide else 16)
     # h_pre, h and dh of 64 rows do not fit in registers; nor of 32 rows with 96 = 64 + 32 columns
     dh_n_t, dh_tile_t, dh_rows = token_tiles(B, T, n_sm, 32 if ha + hb >= 192 else 16)
     block_e = 64 if half and ha + hb >= 64 else 32
     tile = {
         "BLOCK_M": rows, "BLOCK_E": block_e, "HA": ha, "HB": max(hb, 16), "SPLIT_H": hb > 0,
-        "DOT_PRECISION": dot_precision(dtype), "num_warps": 8 if wide or not half else 4,
+        "DOT_PRECISION": dot_precision(dtype), "num_warps": 8 if wide else 4,
         "num_stages": 2 if half else 1,
     }
     dw_rows = min(32 if half else 16, max(16, triton.next_power_of_2(max(T, 1))))
