@@ -22,8 +22,7 @@ from torch import Tensor
 
 from .backend import check_backend_choice, interpreting, resolve_backend, triton_available
 from .eager import (
-    accumulation_dtype, aif_backward_torch, aif_differentiable, aif_forward_torch, gate_bias, global_backward,
-    mask_and_inverse_count,
+    accumulation_dtype, aif_backward_torch, aif_differentiable, aif_forward_torch,
 )
 from .validation import check_inputs, check_param_dtypes
 
@@ -41,27 +40,11 @@ else:
 
 
 def _forward_triton(x, y, mask, params):
-    wld, bld, wlu = params[:3]
-    m, inv = mask_and_inverse_count(_ones_if_none(mask, x))
-    g = _kernels.pool_forward(x, y, m, inv)
-    return _kernels.local_forward(x, y, wld, bld, wlu, gate_bias(g, params)), g
+    return _kernels.aif_forward(x, y, mask, params)
 
 
 def _backward_triton(dz, x, y, mask, params, g):
-    wld, bld, wlu, _, wgd, bgd, wgu, _ = params
-    m, inv = mask_and_inverse_count(_ones_if_none(mask, x))
-    gb = gate_bias(g, params)
-    h, dh_pre, dG = _kernels.local_backward_hidden(x, y, dz, wld, bld, wlu, gb)
-    dg, global_grads = global_backward(dG, g, wgd, bgd, wgu)
-    dgs = (dg * inv.unsqueeze(1)).contiguous()
-    dx, dy, dwld, dwlu = _kernels.local_backward(x, y, dz, wld, wlu, gb, dgs, m, h, dh_pre)
-    grads = (dwld, dh_pre.float().sum(0), dwlu, dG.sum(0)) + global_grads
-    return [dx, dy] + [gr.to(p.dtype) for gr, p in zip(grads, params)]
-
-
-def _ones_if_none(mask: Optional[Tensor], x: Tensor) -> Tensor:
-    """The v1 launchers take a mask; no mask means every token counts."""
-    return torch.ones(x.shape[:2], device=x.device) if mask is None else mask
+    return _kernels.aif_backward(dz, x, y, mask, params, g)
 
 
 @_define("dlfa::aif_forward")

@@ -31,31 +31,36 @@ def test_compiled_kernels_match_reference(shape, dtype):
     assert_matches_reference(results, module, x, y, mask, dz, dtype)
 
 
-def test_input_past_2_31_elements():
+@pytest.mark.parametrize("layout", ["contiguous", "e_outer"])
+def test_input_past_2_31_elements(layout):
+    """Offsets past 2**31 elements, along T (contiguous) or along a non-innermost E (a transposed view)."""
     B, T, E = 1, (2**31) // 768 + 64, 768  # 2**31 + 49152 elements per tensor, bf16: 4.3 GB each
     module, _, _, _, _ = inputs(1, 1, E, 4, torch.bfloat16, seed=0)
-    x = torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16)
-    y = torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16)
+    if layout == "contiguous":
+        x, y = (torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    else:  # E has stride T: offs_e * stride_e passes 2**31
+        x, y = (torch.randn(B, E, T, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(2))
+    x.requires_grad_()
     assert x.numel() > 2**31
     z = module(x, y)
     assert torch.isfinite(z[:, -8:]).all()
     # the last tokens, past element 2**31, equal the same tokens fused on their own with the same mean
-    tail_x, tail_y = x[:, -8:].contiguous(), y[:, -8:].contiguous()
-    ref_module = AIF(E, 4, backend="torch").to("cuda", torch.float32)
-    ref_module.load_state_dict(module.state_dict())
-    from dlfa_kernels.eager import global_forward  # the mean is over all T: recompute it in fp32
-    g = (x.float().sum(1) + y.float().sum(1)) / T
-    gb = global_forward(g, *(p.float() for p in (module.global_down.weight, module.global_down.bias,
-                                                 module.global_up.weight, module.global_up.bias)))
-    w = (tail_x.float() + tail_y.float())
-    local = ref_module.local_up(torch.relu(ref_module.local_down(w)))
-    m = torch.sigmoid(local + gb[:, None])
-    ref = tail_y.float() + m * (tail_x.float() - tail_y.float())
+    tail_x, tail_y = x[:, -8:].detach().float(), y[:, -8:].float()
+    p = {n: t.detach().float() for n, t in module.named_parameters()}
+    g = (x.detach().float().sum(1) + y.float().sum(1)) / T
+    gb = torch.relu(g @ p["global_down.weight"].t() + p["global_down.bias"]) @ p["global_up.weight"].t()
+    gb = gb + p["global_up.bias"]
+    h = torch.relu((tail_x + tail_y) @ p["local_down.weight"].t() + p["local_down.bias"])
+    m = torch.sigmoid(h @ p["local_up.weight"].t() + p["local_up.bias"] + gb[:, None])
+    ref = tail_y + m * (tail_x - tail_y)
     assert (z[:, -8:].float() - ref).norm() / ref.norm() < 2e-2
+    z.backward(torch.ones_like(z))
+    assert torch.isfinite(x.grad[:, -8:]).all()
+    assert all(torch.isfinite(q.grad).all() for q in module.parameters())
 
 
 def test_grid_past_65535_programs():
-    B, T, E = 70_000, 2, 40  # 70,000 sequences: > 65,535 programs on axis 0 of every token-tile grid
+    B, T, E = 70_000, 2, 40  # 70,000 sequences: > 65,535 programs on axis 0 of every token-tile and pool grid
     module, x, y, dz, mask = inputs(B, T, E, 4, torch.float32, seed=1)
     results = run_module(module, x, y, mask, dz)
     assert_matches_reference(results, module, x, y, mask, dz, torch.float32)
