@@ -26,7 +26,7 @@ def format_table(results: list[dict]) -> str:
         columns.append((r["setting"], [f"{r['scores'][lang]:.4f}" for lang in langs], f"{r['mean_non_source']:.4f}"))
         gates = r.get("gates") or {}
         if any(gates.get(lang) for lang in langs):
-            cells = [f"{gates[lang]['mean']:.3f}" if gates.get(lang) else "-" for lang in langs]
+            cells = [f"{gates[lang]['gate_mean']:.3f}" if gates.get(lang) else "-" for lang in langs]
             columns.append(("gate", cells, ""))
     width = max(9, *(len(c[0]) for c in columns)) + 2
     lines = [f"{metric:<10}" + "".join(f"{h:>{width}}" for h, _, _ in columns)]
@@ -55,7 +55,7 @@ def model_card(result: dict) -> str:
     lines = front + [
         "", f"# {base} + DLFA, {task} ({result['setting']})", "",
         f"{base} fine-tuned on {', '.join(result['source_langs'])} with {fusion}, seed {result['seed']}; "
-        f"the checkpoint best on source-language dev is saved here. Scores: {result['split']} {metric} per language "
+        f"the checkpoint best on source-language dev is saved here. Scores: {result['eval_split']} {metric} per language "
         "(languages other than the source ones are zero-shot).", "",
         "```python", "import dlfa_models  # registers the dlfa model type with the Auto classes",
         f"from transformers import {auto}", "", f'model = {auto}.from_pretrained("path/to/this/folder")', "```", "",
@@ -64,7 +64,7 @@ def model_card(result: dict) -> str:
     gates = result.get("gates") or {}
     for lang, score in result["scores"].items():
         gate = gates.get(lang)
-        lines.append(f"| {lang} | {score:.4f} | {'-' if not gate else format(gate['mean'], '.3f')} |")
+        lines.append(f"| {lang} | {score:.4f} | {'-' if not gate else format(gate['gate_mean'], '.3f')} |")
     lines.append(f"| mean (zero-shot) | {result['mean_non_source']:.4f} | |")
     lines += ["", "Training settings: `run_config.json`; all metrics: `results.json`, `all_results.json`.", ""]
     return "\n".join(lines)

@@ -26,7 +26,6 @@ import numpy as np
 from .arguments import TASK_METRIC, Arguments, UsageError, parse_args
 from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
-from .gate_stats import aggregate_gates
 from .metrics import metric_fn
 from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot, write_json
 from .runs import (
@@ -336,6 +335,30 @@ def run_settings(args: Arguments, task: Task, setting: Setting, seed: Optional[i
 
 # ----------------------------------------------------------------------------- scoring
 
+POOLED_GATE_FIELDS = ("gate_token_sum", "gate_token_sq_sum", "gate_token_count", "gate_hist")
+
+
+def language_gate_stats(fields: dict) -> Optional[dict]:
+    """One language's gate statistics from the per-sequence fields prediction collected; None without a gate.
+
+    Models that give the pooled sums (``dlfa_models.gate_stats``) get gate_mean, gate_std across
+    tokens, gate_tokens, gate_sequences and gate_hist; models that give only ``gate_mean`` (B,)
+    get its mean over all real tokens (weighted by each sequence's ``gate_tokens``).
+    """
+    if all(k in fields for k in POOLED_GATE_FIELDS):
+        from .gate_stats import summarize_gate_stats
+
+        return summarize_gate_stats(**{k: fields[k] for k in POOLED_GATE_FIELDS})
+    if "gate_mean" not in fields:
+        return None
+    mean = np.asarray(fields["gate_mean"], dtype=np.float64)
+    tokens = np.asarray(fields["gate_tokens"], dtype=np.float64)
+    keep = np.isfinite(mean) & (tokens > 0)  # an all-padding sequence has no gate
+    total = tokens[keep].sum()
+    return {"gate_mean": float((mean[keep] * tokens[keep]).sum() / total) if total else math.nan,
+            "gate_tokens": int(total), "gate_sequences": int(keep.sum())}
+
+
 def _prediction_lines(task: Task, model_config, predictions, labels) -> list[str]:
     """One line per example: the score (STS), the label name, or the tags of the labelled tokens."""
     if task.kind == "pair" and not task.labels:
@@ -359,7 +382,7 @@ def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict,
             pred = trainer.predict(ds)
             logits, gate_fields = pred.predictions
             all_metrics[lang] = compute(logits, pred.label_ids)
-            gates[lang] = aggregate_gates(gate_fields)
+            gates[lang] = language_gate_stats(gate_fields)
             if trainer.is_world_process_zero():
                 lines = _prediction_lines(task, trainer.model.config, logits, pred.label_ids)
                 (folder / f"predict_results_{lang}.txt").write_text(
@@ -385,7 +408,7 @@ def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, fold
         "task": task.name, "kind": task.kind, "metric": task.metric, **meta,
         "scores": scores, "mean_non_source": float(np.mean(zero_shot)) if zero_shot else math.nan,
         "gates": gates, "all_metrics": all_metrics, "source_langs": data["sources"],
-        "split": args.protocol.eval_split, "eval_time_s": round(time.time() - start, 2),
+        "eval_split": args.protocol.eval_split, "eval_time_s": round(time.time() - start, 2),
     }
     if trainer.is_world_process_zero():
         write_json(folder / RESULTS, result)
