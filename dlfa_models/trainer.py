@@ -27,28 +27,19 @@ class DLFATrainer(Trainer):
     def create_optimizer(self, model=None):
         if self.aif_lr is None or self.optimizer is not None:
             return super().create_optimizer(model)
+        optimizer = super().create_optimizer(model)
         opt_model = self.model if model is None else model
         aif = {id(p) for n, p in opt_model.named_parameters() if AIF_PARAMETER in f".{n}"}
-        chosen = self.optimizer_cls_and_kwargs
-        if chosen is not None:
-            optimizer_cls, optimizer_kwargs = chosen
-        else:
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-        aif_lr = self.aif_lr
-
-        def with_aif_groups(groups, **kwargs):
-            """Each of the Trainer's (decay / no-decay) groups split in two: the rest and the AIF."""
-            split = []
-            for group in groups:
-                split.append({**group, "params": [p for p in group["params"] if id(p) not in aif]})
-                split.append({**group, "params": [p for p in group["params"] if id(p) in aif], "lr": aif_lr})
-            return optimizer_cls([g for g in split if g["params"]], **kwargs)
-
-        self.optimizer_cls_and_kwargs = (with_aif_groups, optimizer_kwargs)
-        try:
-            return super().create_optimizer(model)
-        finally:
-            self.optimizer_cls_and_kwargs = chosen
+        groups = list(optimizer.param_groups)
+        optimizer.param_groups.clear()  # no step taken yet: no state to carry over
+        for group in groups:  # each of the Trainer's (decay / no-decay) groups split: the rest, the AIF
+            rest = [p for p in group["params"] if id(p) not in aif]
+            own = [p for p in group["params"] if id(p) in aif]
+            if rest:
+                optimizer.add_param_group({**group, "params": rest})
+            if own:
+                optimizer.add_param_group({**group, "params": own, "lr": self.aif_lr})
+        return optimizer
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         if not self.collect_gates or prediction_loss_only:

@@ -229,7 +229,8 @@ def test_overwrite_output_dir_starts_over(assets, tmp_path):
 # ----------------------------------------------------------------------------- AIF learning rate
 
 def _groups(encoder, aif_lr):
-    args = parse_args(["--model_name_or_path", str(encoder), "--backend", "torch", "--output_dir", "unused"]
+    args = parse_args(["--model_name_or_path", str(encoder), "--backend", "torch", "--output_dir", "unused",
+                       "--eval_strategy", "no"]
                       + ([] if aif_lr is None else ["--aif-lr", str(aif_lr)]))
     task = TASKS["sts"]
     model = train.build_model(args, task, str(encoder), train.Setting(1), 0)
