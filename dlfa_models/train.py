@@ -594,7 +594,11 @@ def run(args: Arguments) -> list[dict]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     try:
-        args = parse_args(argv)
+        args = parse_args(argv)  # ValueError: ours, or TrainingArguments' checks of the flags together
+    except ValueError as e:
+        print(f"dlfa-train: error: {e}", file=sys.stderr)
+        return 2
+    try:
         run(args)
     except UsageError as e:
         print(f"dlfa-train: error: {e}", file=sys.stderr)
