@@ -304,3 +304,42 @@ def test_predictions_with_gates_match_plain_predictions(trained, assets):
         gated = model(**batch, output_gate_stats=True)
     torch.testing.assert_close(gated.logits, plain, rtol=0, atol=0)
     assert gated.gate_mean.shape == (2,)
+
+
+def test_windows_of_a_sentence_are_scored_together(monkeypatch):
+    """A tokenized dataset with ``sentence_id`` (sliding windows) leaves the column out of the model's
+    inputs and hands it to the metric."""
+    from datasets import Dataset
+
+    seen = {}
+
+    def metric(predictions, labels, sentence_ids=None):
+        seen["ids"] = sentence_ids
+        return {"accuracy": 1.0}
+
+    monkeypatch.setattr(train, "metric_fn", lambda task: metric)
+    encoded = Dataset.from_dict({"input_ids": [[1, 2], [3, 4], [5, 6]], "labels": [[0, 1], [1, 0], [0, 0]],
+                                 "sentence_id": [0, 0, 1]})
+    ds, score = train.scorer(TASKS["pos"], encoded)
+    assert "sentence_id" not in ds.column_names and len(ds) == 3
+    assert score(np.zeros((3, 2, 3)), np.zeros((3, 2))) == {"accuracy": 1.0}
+    assert seen["ids"].tolist() == [0, 0, 1]
+    plain, plain_score = train.scorer(TASKS["pos"], encoded.remove_columns("sentence_id"))
+    assert plain_score is metric
+
+
+def test_one_progress_bar_unless_verbose(assets):
+    from transformers.trainer_callback import ProgressCallback
+
+    from dlfa_models.trainer import TrainingProgressOnly
+
+    encoder, _ = assets
+    task = TASKS["sts"]
+    for verbose, expected in ((False, TrainingProgressOnly), (True, ProgressCallback)):
+        args = parse_args(["--model_name_or_path", str(encoder), "--eval_strategy", "no", "--output_dir", "unused"]
+                          + (["--verbose"] if verbose else []))
+        model = train.build_model(args, task, str(encoder), train.Setting(None), 0)
+        trainer = train.make_trainer(args, task, model, AutoTokenizer.from_pretrained(encoder),
+                                     train.run_training_args(args.training, "unused", 0, task))
+        bars = [type(c) for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+        assert bars == [expected]
