@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from .encoders import OFFLINE_ENCODER
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +48,7 @@ def model_card(result: dict) -> str:
     task, metric = result["task"], result["metric"]
     base = result["encoder"]
     front = ["---", "library_name: transformers", "tags:", "- dlfa", f"- {task}", "- zero-shot-cross-lingual"]
-    if not Path(base).exists():
+    if not Path(base).exists() and base != OFFLINE_ENCODER:  # a hub name
         front.append(f"base_model: {base}")
     front.append("---")
     auto = f"AutoModelFor{'Token' if result['kind'] == 'tagging' else 'Sequence'}Classification"

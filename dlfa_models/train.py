@@ -280,7 +280,7 @@ def make_trainer(args: Arguments, task: Task, model, tokenizer, training_args, t
                  callbacks=()):
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-    from .trainer import DLFATrainer, TrainingProgressOnly
+    from .trainer import CheckpointBarrier, DLFATrainer, TrainingProgressOnly
 
     compute_metrics = None
     if dev_ds is not None:
@@ -290,7 +290,7 @@ def make_trainer(args: Arguments, task: Task, model, tokenizer, training_args, t
                 else DataCollatorWithPadding(tokenizer))
     trainer = DLFATrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds, data_collator=collator,
-        processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=list(callbacks),
+        processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=[CheckpointBarrier(), *callbacks],
         aif_lr=args.model.aif_lr,
     )
     if not args.protocol.verbose and not training_args.disable_tqdm:

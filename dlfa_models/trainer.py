@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 from transformers import Trainer
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import ProgressCallback, TrainerCallback
 
 AIF_PARAMETER = ".aif."  # in the names of the AIF's parameters (dlfa.aif.local_down.weight, ...)
 
@@ -60,3 +60,15 @@ class TrainingProgressOnly(ProgressCallback):
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         pass
+
+
+class CheckpointBarrier(TrainerCallback):
+    """Holds every process until a checkpoint is completely written. The Trainer loads the best
+    checkpoint at the end of training without a barrier of its own, so under torchrun a process
+    that ran ahead could read the weights the main process is still writing."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
