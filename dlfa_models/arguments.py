@@ -115,6 +115,8 @@ class DLFATrainingArguments(TrainingArguments):
     metric_for_best_model: Optional[str] = field(default=TASK_METRIC, metadata={
         "help": f"Dev metric that picks the best checkpoint; '{TASK_METRIC}' = the task's headline metric."})
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
+    disable_tqdm: Optional[bool] = field(default=False, metadata={
+        "help": "Hide the training progress bar (shown whatever the library log level)."})
     report_to: Union[None, str, list[str]] = field(default="none", metadata={
         "help": "Experiment trackers to report to ('none', 'all', 'wandb', 'tensorboard', ...)."})
 
