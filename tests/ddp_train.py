@@ -9,16 +9,16 @@ import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from dlfa_models.data import TASKS
-from dlfa_models.train import load_data, parse_args, train_and_evaluate
+from dlfa_models.train import Setting, load_data, parse_args, train_one
 
 
 def main(encoder: str, data: str, out: str) -> None:
     args = parse_args(["--task", "sts", "--encoder", encoder, "--data", data, "--source-langs", "en",
                        "--eval-langs", "en,de", "--eval-split", "dev", "--max-steps", "4", "--batch-size", "4",
-                       "--output-dir", out, "--backend", "torch"])
+                       "--output-dir", out, "--backend", "torch", "--max-length", "64"])
     task = TASKS["sts"]
-    result, trainer = train_and_evaluate(args, task, load_data(args, task), encoder,
-                                         AutoTokenizer.from_pretrained(encoder), 1, Path(out))
+    result, trainer = train_one(args, task, load_data(args, task), encoder, AutoTokenizer.from_pretrained(encoder),
+                                Setting(1), args.training.seed, Path(out))
     state = trainer.model.state_dict()
     digest = hashlib.sha256(b"".join(state[k].detach().cpu().numpy().tobytes() for k in sorted(state))).hexdigest()
     Path(out, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"digest": digest, "scores": result["scores"]}))

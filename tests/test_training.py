@@ -16,8 +16,9 @@ from dlfa_models.data import TASKS, DataError
 from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-RESULT_KEYS = {"task", "encoder", "fusion_layer", "metric", "scores", "mean_non_source", "all_metrics",
-               "source_langs", "train_time_s", "eval_time_s", "settings", "best_checkpoint"}
+RESULT_KEYS = {"task", "encoder", "setting", "seed", "fusion_layer", "gate_init", "metric", "scores", "mean_non_source",
+               "gates", "all_metrics", "source_langs", "eval_split", "train_time_s", "eval_time_s", "settings",
+               "best_checkpoint"}
 SHARED_STS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb_multi_mt"
 
 
@@ -30,7 +31,7 @@ def assets(tmp_path_factory):
 def cli(encoder, data, out, task="sts", *extra):
     return ["--task", task, "--encoder", str(encoder), "--data", str(data), "--output-dir", str(out),
             "--source-langs", "en", "--eval-langs", "en,de,fr", "--eval-split", "test", "--max-steps", "4",
-            "--batch-size", "4", "--backend", "torch", *extra]
+            "--batch-size", "4", "--backend", "torch", "--max-length", "64", *extra]
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -40,6 +41,7 @@ def test_every_task_trains_and_writes_results(assets, tmp_path, task):
     result = json.loads((tmp_path / f"{task}-layer1" / "results.json").read_text())
     assert RESULT_KEYS <= set(result)
     assert result["task"] == task and result["fusion_layer"] == 1 and result["metric"] == TASKS[task].metric
+    assert result["setting"] == "layer1" and result["seed"] == 42
     assert set(result["scores"]) == {"en", "de", "fr"}
     assert all(isinstance(v, float) for v in result["scores"].values())
     assert result["mean_non_source"] == pytest.approx((result["scores"]["de"] + result["scores"]["fr"]) / 2)
@@ -49,49 +51,48 @@ def test_layer_sweep_writes_table_and_heatmap(assets, tmp_path, capsys):
     encoder, data = assets
     assert train.main(cli(encoder, data, tmp_path, "sts", "--fusion-layer", "all")) == 0
     table = json.loads((tmp_path / "sweep.json").read_text())
-    assert table["settings"] == ["baseline", "layer 0", "layer 1"]
+    assert table["settings"] == ["baseline", "layer0", "layer1"]
     assert table["languages"] == ["en", "de", "fr"] and len(table["scores"]) == 3
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
-    assert "baseline" in out and "layer 1" in out and "mean(zs)" in out
+    assert "baseline" in out and "layer1" in out and "mean(zs)" in out
 
 
-class _StopAt(TrainerCallback):
-    """Interrupts training right after the checkpoint of ``step``."""
+class _CrashAfterSave(TrainerCallback):
+    """Stops the process as Ctrl-C would, right after the checkpoint of ``step`` is complete."""
 
     def __init__(self, step):
         self.step = step
 
     def on_save(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
-            control.should_training_stop = True
+            raise KeyboardInterrupt
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(assets, tmp_path):
     encoder, data = assets
     task = TASKS["sts"]
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    extra = ["--eval-steps", "3", "--max-steps", "6", "--fusion-layer", "1"]
-    args = train.parse_args(cli(encoder, data, tmp_path / "a", "sts", *extra))
-    loaded = train.load_data(args, task)
-    train.train_and_evaluate(args, task, loaded, str(encoder), tokenizer, 1, tmp_path / "a")
+    extra = ["--eval-steps", "3", "--max-steps", "6", "--fusion-layer", "1", "--keep_checkpoints", "--save_total_limit", "2"]
+    assert train.main(cli(encoder, data, tmp_path / "a", "sts", *extra)) == 0
 
-    interrupted = train.parse_args(cli(encoder, data, tmp_path / "b", "sts", *extra))
-    model = train.build_model(interrupted, task, str(encoder), 1)
-    trainer = train.make_trainer(interrupted, task, model, tokenizer,
-                                 train.tokenize(loaded["train"], tokenizer, task, 128),
-                                 train.tokenize(loaded["dev"], tokenizer, task, 128), tmp_path / "b")
-    trainer.add_callback(_StopAt(3))
-    trainer.train()
-    assert trainer.state.global_step == 3 and not (tmp_path / "b" / "checkpoint-6").exists()
-    resumed = train.parse_args(cli(encoder, data, tmp_path / "b", "sts", *extra, "--resume"))
-    train.train_and_evaluate(resumed, task, loaded, str(encoder), tokenizer, 1, tmp_path / "b")
+    args = train.parse_args(cli(encoder, data, tmp_path / "b", "sts", *extra))
+    run = tmp_path / "b" / "sts-layer1"
+    with pytest.raises(KeyboardInterrupt):
+        train.train_one(args, task, train.load_data(args, task), str(encoder), AutoTokenizer.from_pretrained(encoder),
+                        train.Setting(1), 42, run, callbacks=[_CrashAfterSave(3)])
+    assert (run / "checkpoint-3" / "trainer_state.json").is_file() and not (run / "checkpoint-6").exists()
+    # a later save cut short: weights and config written, no trainer state
+    (run / "checkpoint-5").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(run / "checkpoint-3" / name, run / "checkpoint-5" / name)
+    assert train.main(cli(encoder, data, tmp_path / "b", "sts", *extra, "--resume")) == 0
 
-    a = load_file(tmp_path / "a" / "checkpoint-6" / "model.safetensors")
-    b = load_file(tmp_path / "b" / "checkpoint-6" / "model.safetensors")
+    a = load_file(tmp_path / "a" / "sts-layer1" / "checkpoint-6" / "model.safetensors")
+    b = load_file(run / "checkpoint-6" / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 6
 
 
 def _write(path: Path, text: str) -> Path:

@@ -1,0 +1,74 @@
+"""``DLFATrainer``: the Hugging Face ``Trainer`` with an AIF learning rate and gate statistics in prediction."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback, TrainerCallback
+
+AIF_PARAMETER = ".aif."  # in the names of the AIF's parameters (dlfa.aif.local_down.weight, ...)
+
+
+class DLFATrainer(Trainer):
+    """``aif_lr``: learning rate of the AIF parameters; everything else as the Trainer's own
+    optimizer (same optimizer class and kwargs, no weight decay on biases and LayerNorm weights).
+
+    With ``collect_gates`` set, prediction also returns the model's per-sequence gate
+    statistics: ``predictions`` becomes ``(logits, {"gate_mean": (N,), ..., "gate_tokens": (N,)})``,
+    computed by the model's forward from the AIF's own inputs (no second pass).
+    """
+
+    def __init__(self, *args, aif_lr: Optional[float] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.aif_lr = aif_lr
+        self.collect_gates = False
+
+    def create_optimizer(self, model=None):
+        if self.aif_lr is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        optimizer = super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        aif = {id(p) for n, p in opt_model.named_parameters() if AIF_PARAMETER in f".{n}"}
+        groups = list(optimizer.param_groups)
+        optimizer.param_groups.clear()  # no step taken yet: no state to carry over
+        for group in groups:  # each of the Trainer's (decay / no-decay) groups split: the rest, the AIF
+            rest = [p for p in group["params"] if id(p) not in aif]
+            own = [p for p in group["params"] if id(p) in aif]
+            if rest:
+                optimizer.add_param_group({**group, "params": rest})
+            if own:
+                optimizer.add_param_group({**group, "params": own, "lr": self.aif_lr})
+        return optimizer
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if not self.collect_gates or prediction_loss_only:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            out = model(**inputs, output_gate_stats=True)
+        gates = {k: v.detach() for k, v in out.items() if k.startswith("gate_") and torch.is_tensor(v)}
+        mask = inputs.get("attention_mask")
+        gates["gate_tokens"] = (mask.sum(-1) if mask is not None
+                                else torch.full_like(inputs["input_ids"][:, 0], inputs["input_ids"].shape[1]))
+        loss = out["loss"].detach().mean() if out.get("loss") is not None else None
+        return loss, (out["logits"].detach(), gates), inputs.get("labels")
+
+
+class TrainingProgressOnly(ProgressCallback):
+    """The Trainer's progress bar for training, without a bar for every evaluation and prediction."""
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        pass
+
+
+class CheckpointBarrier(TrainerCallback):
+    """Holds every process until a checkpoint is completely written. The Trainer loads the best
+    checkpoint at the end of training without a barrier of its own, so under torchrun a process
+    that ran ahead could read the weights the main process is still writing."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
