@@ -26,6 +26,7 @@ import numpy as np
 from .arguments import TASK_METRIC, Arguments, UsageError, parse_args
 from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
+from .gate_stats import summarize_gate_stats
 from .metrics import metric_fn
 from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot, write_json
 from .runs import (
@@ -339,24 +340,11 @@ POOLED_GATE_FIELDS = ("gate_token_sum", "gate_token_sq_sum", "gate_token_count",
 
 
 def language_gate_stats(fields: dict) -> Optional[dict]:
-    """One language's gate statistics from the per-sequence fields prediction collected; None without a gate.
-
-    Models that give the pooled sums (``dlfa_models.gate_stats``) get gate_mean, gate_std across
-    tokens, gate_tokens, gate_sequences and gate_hist; models that give only ``gate_mean`` (B,)
-    get its mean over all real tokens (weighted by each sequence's ``gate_tokens``).
-    """
-    if all(k in fields for k in POOLED_GATE_FIELDS):
-        from .gate_stats import summarize_gate_stats
-
-        return summarize_gate_stats(**{k: fields[k] for k in POOLED_GATE_FIELDS})
-    if "gate_mean" not in fields:
+    """One language's gate statistics (gate_mean, gate_std across tokens, gate_tokens, gate_sequences,
+    gate_hist) from the per-sequence fields prediction collected; None for a model without a gate."""
+    if not all(k in fields for k in POOLED_GATE_FIELDS):
         return None
-    mean = np.asarray(fields["gate_mean"], dtype=np.float64)
-    tokens = np.asarray(fields["gate_tokens"], dtype=np.float64)
-    keep = np.isfinite(mean) & (tokens > 0)  # an all-padding sequence has no gate
-    total = tokens[keep].sum()
-    return {"gate_mean": float((mean[keep] * tokens[keep]).sum() / total) if total else math.nan,
-            "gate_tokens": int(total), "gate_sequences": int(keep.sum())}
+    return summarize_gate_stats(**{k: fields[k] for k in POOLED_GATE_FIELDS})
 
 
 def _prediction_lines(task: Task, model_config, predictions, labels) -> list[str]:

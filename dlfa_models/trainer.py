@@ -15,7 +15,8 @@ class DLFATrainer(Trainer):
     optimizer (same optimizer class and kwargs, no weight decay on biases and LayerNorm weights).
 
     With ``collect_gates`` set, prediction also returns the model's per-sequence gate
-    statistics: ``predictions`` becomes ``(logits, {"gate_mean": (N,), ..., "gate_tokens": (N,)})``,
+    statistics: ``predictions`` becomes ``(logits, {"gate_mean": (N,), "gate_token_sum": (N,), ...})``
+    (the fields of ``dlfa_models.GATE_STAT_FIELDS``),
     computed by the model's forward from the AIF's own inputs (no second pass).
     """
 
@@ -48,9 +49,6 @@ class DLFATrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             out = model(**inputs, output_gate_stats=True)
         gates = {k: v.detach() for k, v in out.items() if k.startswith("gate_") and torch.is_tensor(v)}
-        mask = inputs.get("attention_mask")
-        gates["gate_tokens"] = (mask.sum(-1) if mask is not None
-                                else torch.full_like(inputs["input_ids"][:, 0], inputs["input_ids"].shape[1]))
         loss = out["loss"].detach().mean() if out.get("loss") is not None else None
         return loss, (out["logits"].detach(), gates), inputs.get("labels")
 

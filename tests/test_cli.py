@@ -267,11 +267,17 @@ def test_gate_init_names_the_setting_and_reaches_the_config(assets, tmp_path):
     assert config["gate_init"] == 0.9 and config["fusion_layer"] == 1
 
 
-def test_language_gate_stats_weight_sequences_by_their_tokens():
-    stats = train.language_gate_stats({"gate_mean": np.array([0.2, 0.8, np.nan]),
-                                       "gate_tokens": np.array([1, 3, 0])})
-    assert stats == {"gate_mean": pytest.approx(0.65), "gate_tokens": 4, "gate_sequences": 2}
-    assert train.language_gate_stats({"gate_tokens": np.array([3])}) is None  # the baseline has no gate
+def test_language_gate_stats_pool_every_real_token_of_a_language():
+    hist = np.zeros((3, 10), dtype=np.int64)
+    hist[0, 2], hist[1, 8] = 1, 3
+    fields = {"gate_mean": np.array([0.2, 0.8, np.nan]), "gate_token_sum": np.array([0.2, 2.4, 0.0]),
+              "gate_token_sq_sum": np.array([0.04, 1.92, 0.0]), "gate_token_count": np.array([1, 3, 0]),
+              "gate_hist": hist}
+    stats = train.language_gate_stats(fields)
+    assert stats["gate_mean"] == pytest.approx(0.65)  # every real token counts once; padding-only rows none
+    assert stats["gate_std"] == pytest.approx(np.std([0.2, 0.8, 0.8, 0.8]), rel=1e-6)  # population std
+    assert stats["gate_tokens"] == 4 and stats["gate_sequences"] == 2
+    assert train.language_gate_stats({"gate_mean": np.array([0.5])}) is None  # no pooled fields: no gate
 
 
 def test_seeds_run_in_their_own_folders_resume_seed_by_seed_and_summarize(assets, tmp_path, capsys):
