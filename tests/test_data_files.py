@@ -177,7 +177,7 @@ def test_cli_exits_2_on_a_non_utf8_file(tmp_path, capsys):
         (data / f"stsb-en-{split}.csv").write_text("a,b,1\nc,d,2\n")
     (data / "stsb-en-test.csv").write_bytes(b"a,b,1\nc\xfe,d,2\n")
     argv = ["--task", "sts", "--encoder", str(encoder), "--data", str(data), "--output-dir", str(tmp_path / "out"),
-            "--source-langs", "en", "--eval-langs", "en", "--eval-split", "test", "--max-steps", "1"]
+            "--source-langs", "en", "--eval-langs", "en", "--eval-split", "test", "--max-steps", "1", "--max-length", "32"]
     assert train.main(argv) == 2
     assert "stsb-en-test.csv, row 2: not valid UTF-8" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
