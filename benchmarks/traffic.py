@@ -60,6 +60,16 @@ def _padded(n, block):
     return math.ceil(n / block) * block
 
 
+def _global_forward(B, E, H, W, cfg):
+    """The small global-branch launch (gb = G + local_up bias), run by both passes."""
+    gf = cfg["global_forward"]
+    glob = Kernel("global_forward", gf["grid"][0], 4 * B * E * H, 4 * _padded(B, 16) * _padded(E, gf["BLOCK_E"]) * gf["H_PAD"])
+    glob.read("g", B * E * 4)
+    glob.read("global weights", gf["grid"][0] * 2 * W, 2 * W)
+    glob.write("gb", B * E * 4)
+    return glob
+
+
 def forward_kernels(B, T, E, H, dtype, cfg):
     """The three launches of one forward, with what each reads and writes."""
     p = torch.finfo(dtype).bits // 8
@@ -68,11 +78,7 @@ def forward_kernels(B, T, E, H, dtype, cfg):
     pool.read("x", S), pool.read("y", S), pool.read("mask", cfg["pool"]["grid"][1] * B * T * MASK_BYTES, B * T * MASK_BYTES)
     pool.write("g", B * E * 4)
 
-    gf = cfg["global_forward"]
-    glob = Kernel("global_forward", gf["grid"][0], 4 * B * E * H, 4 * _padded(B, 16) * _padded(E, gf["BLOCK_E"]) * gf["H_PAD"])
-    glob.read("g", B * E * 4)
-    glob.read("global weights", gf["grid"][0] * 2 * W, 2 * W)
-    glob.write("gb", B * E * 4)
+    glob = _global_forward(B, E, H, W, cfg)
 
     f = cfg["forward"]
     rows, tiles = _rows(B, f)
@@ -90,11 +96,7 @@ def backward_kernels(B, T, E, H, dtype, cfg):
     """The five launches of one backward, with what each reads and writes."""
     p = torch.finfo(dtype).bits // 8
     N, S, W = B * T, B * T * E * p, E * H * p
-    gf = cfg["global_forward"]
-    glob = Kernel("global_forward", gf["grid"][0], 4 * B * E * H, 4 * _padded(B, 16) * _padded(E, gf["BLOCK_E"]) * gf["H_PAD"])
-    glob.read("g", B * E * 4)
-    glob.read("global weights", gf["grid"][0] * 2 * W, 2 * W)
-    glob.write("gb", B * E * 4)
+    glob = _global_forward(B, E, H, W, cfg)
 
     d = cfg["backward_dh"]
     rows, tiles = _rows(B, d)
