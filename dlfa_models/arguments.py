@@ -133,8 +133,12 @@ class DLFATrainingArguments(TrainingArguments):
 
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # nothing to pin for
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None:
-                self.ddp_backend = "gloo"  # CPU processes under torchrun
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU processes under torchrun
+                # without use_cpu, accelerate finds no device backend and runs each process alone
+                # (no DDP, no barriers): every rank trains on all the data and races the others on disk
+                self.use_cpu = True
+                if self.ddp_backend is None:
+                    self.ddp_backend = "gloo"
         super().__post_init__()
 
 

@@ -21,7 +21,9 @@ def main(encoder: str, data: str, out: str) -> None:
                                 Setting(1), args.training.seed, Path(out))
     state = trainer.model.state_dict()
     digest = hashlib.sha256(b"".join(state[k].detach().cpu().numpy().tobytes() for k in sorted(state))).hexdigest()
-    Path(out, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"digest": digest, "scores": result["scores"]}))
+    Path(out, f"rank{os.environ['RANK']}.json").write_text(json.dumps({
+        "digest": digest, "scores": result["scores"], "parallel_mode": trainer.args.parallel_mode.value,
+        "train_batches": len(trainer.get_train_dataloader()), "best": trainer.state.best_model_checkpoint}))
     # close the gloo group on every rank together: left to interpreter exit, its threads can abort a rank
     dist.barrier()
     dist.destroy_process_group()
