@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -137,6 +138,30 @@ def test_shipped_sample_loads_for_its_languages():
     loaded = train.load_data(args, TASKS["sts"])
     assert len(loaded["train"]) == 270 and set(loaded["eval"]) == {"en", "de", "es", "fr"}
     assert all(0 <= s <= 5 for s in loaded["train"]["label"])
+
+
+class _EchoTrainer:
+    """Predicts each example's own label and gate fields derived from it, in the order it is given."""
+
+    def predict(self, ds):
+        from transformers.trainer_utils import PredictionOutput
+
+        labels = np.asarray(ds["labels"], dtype=np.float32)
+        fields = {"gate_token_count": labels * 2, "gate_hist": np.stack([labels, -labels], axis=1)}
+        return PredictionOutput(predictions=(labels[:, None], fields), label_ids=labels, metrics={})
+
+
+def test_prediction_in_length_order_returns_the_dataset_order():
+    from datasets import Dataset
+
+    lengths = [5, 1, 9, 3, 9, 2, 7]
+    ds = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": list(range(len(lengths)))})
+    logits, fields, labels = train.predict_by_length(_EchoTrainer(), ds)
+    order = np.arange(len(lengths), dtype=np.float32)
+    np.testing.assert_array_equal(labels, order)
+    np.testing.assert_array_equal(logits[:, 0], order)
+    np.testing.assert_array_equal(fields["gate_token_count"], order * 2)
+    np.testing.assert_array_equal(fields["gate_hist"], np.stack([order, -order], axis=1))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo torchrun test written for Linux")
