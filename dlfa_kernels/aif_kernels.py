@@ -93,7 +93,7 @@ def _local_hidden(
     BLOCK_M: tl.constexpr, BLOCK_E: tl.constexpr, HA: tl.constexpr, HB: tl.constexpr,
     SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """h_pre = W·wdᵀ + bd for one token tile, as columns [0, HA) and [HA, HA + HB): fp32.
+    """h = relu(W·wdᵀ + bd) for one token tile in X's dtype, as columns [0, HA) and [HA, HA + HB).
 
     The second block is all zeros (and unused) unless SPLIT_H.
     """
@@ -120,7 +120,7 @@ def _local_hidden(
     if SPLIT_H:
         bd_b = tl.load(BD + offs_hb, mask=offs_hb < H, other=0.0).to(tl.float32)
         h_b = 2.0 * acc_b + bd_b[None, :]
-    return h_a, h_b
+    return _relu(h_a).to(X.dtype.element_ty), _relu(h_b).to(X.dtype.element_ty)
 
 
 @triton.jit
@@ -130,6 +130,26 @@ def _local_up(h_a, h_b, wu_a, wu_b, SPLIT_H: tl.constexpr, DOT_PRECISION: tl.con
     if SPLIT_H:
         s = tl.dot(h_b, tl.trans(wu_b), s, input_precision=DOT_PRECISION)
     return s
+
+
+@triton.jit
+def _chunk_gate(
+    X, Y, WU, GB, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, E, H,
+    stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye, stride_wue, stride_wuh,
+    HA: tl.constexpr, HB: tl.constexpr, SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """For one E chunk of a token tile: the gate M = sigmoid(h·wuᵀ + gb[b]) (M, BLOCK_E) fp32, X and
+    Y there, the chunk's up-projection blocks wu_a (BLOCK_E, HA), wu_b, and the in-bounds mask."""
+    offs_ha = tl.arange(0, HA)
+    offs_hb = HA + tl.arange(0, HB)
+    ok = t_ok[:, None] & e_ok[None, :]
+    wu_a = _load_cols(WU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wue, stride_wuh)
+    wu_b = _load_cols(WU, offs_e, e_ok, offs_hb, offs_hb < H, stride_wue, stride_wuh)
+    gb = tl.load(GB + b * E + offs_e, mask=e_ok, other=0.0)
+    gate = tl.sigmoid(_local_up(h_a, h_b, wu_a, wu_b, SPLIT_H, DOT_PRECISION) + gb[None, :])
+    x = tl.load(X + b * stride_xb + offs_t[:, None] * stride_xt + offs_e[None, :] * stride_xe, mask=ok, other=0.0)
+    y = tl.load(Y + b * stride_yb + offs_t[:, None] * stride_yt + offs_e[None, :] * stride_ye, mask=ok, other=0.0)
+    return gate, x, y, wu_a, wu_b, ok
 
 
 # ----------------------------------------------------------------------------- forward kernels
@@ -212,23 +232,14 @@ def _aif_forward_kernel(
     pid = tl.program_id(0).to(tl.int64)
     b = pid // n_t_tiles
     offs_t, t_ok = _tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
-    offs_ha = tl.arange(0, HA)
-    offs_hb = HA + tl.arange(0, HB)
     h_a, h_b = _local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
                              stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
                              stride_wdh, stride_wde, BLOCK_M, BLOCK_E, HA, HB, SPLIT_H, DOT_PRECISION)
-    h_a = _relu(h_a).to(X.dtype.element_ty)
-    h_b = _relu(h_b).to(X.dtype.element_ty)
     for e0 in range(0, E, BLOCK_E):
         offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
-        e_ok = offs_e < E
-        ok = t_ok[:, None] & e_ok[None, :]
-        wu_a = _load_cols(WU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wue, stride_wuh)
-        wu_b = _load_cols(WU, offs_e, e_ok, offs_hb, offs_hb < H, stride_wue, stride_wuh)
-        gb = tl.load(GB + b * E + offs_e, mask=e_ok, other=0.0)
-        gate = tl.sigmoid(_local_up(h_a, h_b, wu_a, wu_b, SPLIT_H, DOT_PRECISION) + gb[None, :])
-        x = tl.load(X + b * stride_xb + offs_t[:, None] * stride_xt + offs_e[None, :] * stride_xe, mask=ok, other=0.0)
-        y = tl.load(Y + b * stride_yb + offs_t[:, None] * stride_yt + offs_e[None, :] * stride_ye, mask=ok, other=0.0)
+        gate, x, y, _, _, ok = _chunk_gate(X, Y, WU, GB, b, offs_t, t_ok, offs_e, offs_e < E, h_a, h_b, E, H,
+                                           stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
+                                           stride_wue, stride_wuh, HA, HB, SPLIT_H, DOT_PRECISION)
         y = y.to(tl.float32)
         z = y + gate * (x.to(tl.float32) - y)
         tl.store(Z + b * stride_zb + offs_t[:, None] * stride_zt + offs_e[None, :] * stride_ze,
@@ -257,23 +268,17 @@ def _aif_backward_dh_kernel(
     offs_t, t_ok = _tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)
-    h_pre_a, h_pre_b = _local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
-                                     stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
-                                     stride_wdh, stride_wde, BLOCK_M, BLOCK_E, HA, HB, SPLIT_H, DOT_PRECISION)
-    h_a = _relu(h_pre_a).to(X.dtype.element_ty)
-    h_b = _relu(h_pre_b).to(X.dtype.element_ty)
+    h_a, h_b = _local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
+                             stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
+                             stride_wdh, stride_wde, BLOCK_M, BLOCK_E, HA, HB, SPLIT_H, DOT_PRECISION)
     dh_a = tl.zeros([BLOCK_M, HA], dtype=tl.float32)
     dh_b = tl.zeros([BLOCK_M, HB], dtype=tl.float32)
     for e0 in range(0, E, BLOCK_E):
         offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
         e_ok = offs_e < E
-        ok = t_ok[:, None] & e_ok[None, :]
-        wu_a = _load_cols(WU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wue, stride_wuh)
-        wu_b = _load_cols(WU, offs_e, e_ok, offs_hb, offs_hb < H, stride_wue, stride_wuh)
-        gb = tl.load(GB + b * E + offs_e, mask=e_ok, other=0.0)
-        gate = tl.sigmoid(_local_up(h_a, h_b, wu_a, wu_b, SPLIT_H, DOT_PRECISION) + gb[None, :])
-        x = tl.load(X + b * stride_xb + offs_t[:, None] * stride_xt + offs_e[None, :] * stride_xe, mask=ok, other=0.0)
-        y = tl.load(Y + b * stride_yb + offs_t[:, None] * stride_yt + offs_e[None, :] * stride_ye, mask=ok, other=0.0)
+        gate, x, y, wu_a, wu_b, ok = _chunk_gate(X, Y, WU, GB, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, E, H,
+                                                 stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
+                                                 stride_wue, stride_wuh, HA, HB, SPLIT_H, DOT_PRECISION)
         dz = tl.load(DZ + b * stride_dzb + offs_t[:, None] * stride_dzt + offs_e[None, :] * stride_dze,
                      mask=ok, other=0.0)
         ds = dz.to(tl.float32) * (x.to(tl.float32) - y.to(tl.float32)) * gate * (1.0 - gate)
