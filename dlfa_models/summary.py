@@ -134,6 +134,8 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     "encoder"/"task"/"metric"/"eval_split" (when the runs give them), "settings",
     "differences", "notes"}`` where ``settings[name]`` holds ``seeds``,
     ``scores[lang]`` = {mean, std, n, per_seed} and ``zero_shot`` likewise, and
+    ``gate_mean[lang]`` likewise (the mean gate M, how much of the last layer the fusion takes;
+    only for settings whose runs report gate statistics),
     ``differences[name]`` (every setting but the baseline) holds ``common_seeds``,
     ``seeds_without_baseline``, ``baseline_seeds_without_setting``, and for each
     language and for ``zero_shot``: {mean, std, n, p_value, ci_low, ci_high,
@@ -146,7 +148,12 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     notes = [] if zero_shot_langs else ["every language is a source language: no zero-shot mean"]
 
     per_setting: dict[str, dict[int, dict]] = {}
+    gate_means: dict[str, dict[int, dict]] = {}  # setting -> seed -> lang -> mean gate M (fused runs only)
     for run in results:
+        gates = {lang: float(g["gate_mean"]) for lang, g in (run.get("gates") or {}).items() if g}
+        gate_means.setdefault(run["setting"], {})
+        if gates:
+            gate_means[run["setting"]][int(run["seed"])] = gates
         scores = {lang: float(run["scores"].get(lang, NAN)) for lang in languages}
         zs = [scores[lang] for lang in zero_shot_langs]
         scores[ZERO_SHOT] = float(np.mean(zs)) if zs and all(map(math.isfinite, zs)) else NAN
@@ -169,6 +176,11 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
         if len(seeds) < 2:
             notes.append(f"{name}: {len(seeds)} seed only, so no std over seeds")
         entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
+        gates = gate_means[name]
+        if gates:
+            entry["gate_mean"] = {lang: {**_stats([gates[s].get(lang, NAN) for s in seeds]),
+                                         "per_seed": {str(s): gates[s].get(lang, NAN) for s in seeds}}
+                                  for lang in languages}
         settings[name] = entry
 
     differences = {}
@@ -215,7 +227,8 @@ def _ci(stats: dict) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    """Plain-text tables: mean ± std per language and setting, then paired differences to the baseline."""
+    """Plain-text tables: mean ± std per language and setting, the mean gate of fused settings, then
+    paired differences to the baseline."""
     names = list(summary["settings"])
     rows = summary["languages"] + [ZERO_SHOT]
 
@@ -225,6 +238,13 @@ def format_summary(summary: dict) -> str:
     table = [[lang + (" (source)" if lang in summary["source_langs"] else "")] +
              [_pm(_cell(summary["settings"][n], lang)) for n in names] for lang in rows]
     lines = _grid(header, table)
+
+    gated = [n for n in names if "gate_mean" in summary["settings"][n]]
+    if gated:
+        header = ["gate M (mean ± std over seeds)"] + gated
+        table = [[lang] + [_pm(summary["settings"][n]["gate_mean"][lang]) for n in gated]
+                 for lang in summary["languages"]]
+        lines += [""] + _grid(header, table)
 
     base = summary["baseline"]
     for name, diff in summary["differences"].items():

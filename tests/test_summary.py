@@ -129,6 +129,25 @@ def test_without_baseline_there_are_no_differences(tmp_path, caplog):
     assert not (tmp_path / "diff.png").exists() and "not drawn" in caplog.text
 
 
+def test_gate_means_over_seeds_for_fused_settings_only():
+    results = two_settings()
+    for r in results:
+        if r["setting"] == "layer5":  # gate_mean 0.6 + 0.1·seed in de, 0.2 in ru; en not scored for gates
+            r["gates"] = {"de": {"gate_mean": 0.6 + 0.1 * r["seed"]}, "ru": {"gate_mean": 0.2}, "en": None}
+        else:
+            r["gates"] = {}
+    s = summarize(results)
+    assert "gate_mean" not in s["settings"]["baseline"]
+    gate = s["settings"]["layer5"]["gate_mean"]
+    assert gate["de"]["mean"] == pytest.approx(0.7) and gate["de"]["std"] == pytest.approx(0.1)
+    assert gate["de"]["per_seed"] == pytest.approx({"0": 0.6, "1": 0.7, "2": 0.8})
+    assert gate["ru"]["mean"] == pytest.approx(0.2) and gate["ru"]["n"] == 3
+    assert math.isnan(gate["en"]["mean"]) and gate["en"]["n"] == 0
+    text = format_summary(s)
+    assert "gate M (mean ± std over seeds)" in text and "0.7000 ± 0.1000" in text
+    json.loads(json.dumps(s))
+
+
 def test_format_summary_shows_the_tables():
     text = format_summary(summarize(two_settings()))
     assert "0.9000 ± 0.1000" in text  # baseline en
