@@ -5,6 +5,7 @@ and a ``--dash-case`` spelling, help text and a default, and a ``--config`` JSON
 YAML file supplies values that the command line can still override.
 """
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from .configuration_dlfa import DEFAULT_ENCODER
 from .data import TASKS
 from .encoders import OFFLINE_ENCODER
+
+logger = logging.getLogger(__name__)
 
 TASK_METRIC = "task"  # --metric_for_best_model default: the task's headline metric
 
@@ -133,13 +136,34 @@ class DLFATrainingArguments(TrainingArguments):
 
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # nothing to pin for
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # CPU processes under torchrun
-                # without use_cpu, accelerate finds no device backend and runs each process alone
-                # (no DDP, no barriers): every rank trains on all the data and races the others on disk
-                self.use_cpu = True
-                if self.ddp_backend is None:
-                    self.ddp_backend = "gloo"
+        device = _accelerator()
+        if not self.use_cpu and cpu_processes(int(os.environ.get("WORLD_SIZE", "1")), device):
+            # without use_cpu, accelerate finds no process group here and each process would train
+            # alone on all the data (no DDP, no barriers), racing the others on disk
+            if device == "mps":
+                logger.warning("torchrun with Apple MPS: MPS has no multi-process backend, "
+                               "so every process trains on the CPU (gloo)")
+            self.use_cpu = True
+            if self.ddp_backend is None:
+                self.ddp_backend = "gloo"
         super().__post_init__()
+
+
+def cpu_processes(world_size: int, device: Optional[str]) -> bool:
+    """Whether torchrun's ``world_size`` processes must train on the CPU: several of them and no
+    accelerator with a process-group backend (``device`` None, or Apple's 'mps')."""
+    return world_size > 1 and device in (None, "mps")
+
+
+def _accelerator() -> Optional[str]:
+    """The type of the current accelerator ('cuda', 'xpu', 'mps', ...), None on a CPU-only machine."""
+    import torch
+
+    if hasattr(torch, "accelerator"):  # torch >= 2.6
+        return torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else None
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else None
 
 
 class Arguments(NamedTuple):

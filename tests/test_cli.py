@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 import dlfa_models
-from dlfa_models import train
+from dlfa_models import arguments, train
 from dlfa_models.arguments import UsageError, build_parser, parse_args
 from dlfa_models.data import TASKS
 from tiny_assets import make_encoder, make_task_data
@@ -55,6 +55,13 @@ def test_trainer_flags_in_both_spellings_and_the_old_aliases():
         assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.save_only_model) == (4, 2, True)
         assert (t.learning_rate, t.num_train_epochs, t.output_dir, t.report_to) == (1e-4, 2.0, "o", [])
         assert args.model.model_name_or_path == "m" and args.model.fusion_layer == "3"
+
+
+@pytest.mark.parametrize("world_size, device, on_cpu", [
+    (2, None, True), (2, "mps", True), (2, "cuda", False), (2, "xpu", False), (1, None, False), (1, "mps", False)])
+def test_torchrun_processes_train_on_the_cpu_only_without_a_ddp_device(world_size, device, on_cpu):
+    # the flag itself is set in the Trainer arguments, checked end to end by the torchrun test
+    assert arguments.cpu_processes(world_size, device) is on_cpu
 
 
 def test_protocol_defaults():
