@@ -359,13 +359,15 @@ def _prediction_lines(task: Task, model_config, predictions, labels) -> list[str
 
 
 def predict_by_length(trainer, ds):
-    """``trainer.predict`` over ``ds`` in order of length, so each batch pads little (about half the
-    time of a shuffled order on STS); predictions, gate fields and labels come back in ``ds``'s order."""
+    """``trainer.predict`` over ``ds`` in order of length, so each batch pads little (ten languages of
+    stsb_multi_mt scored in a third of the time of dataset order); predictions, gate fields and labels
+    come back in ``ds``'s order. Relies on the trainer predicting in the order it is given."""
     order = np.argsort([-len(ids) for ids in ds["input_ids"]], kind="stable")  # longest first: peak memory early
     pred = trainer.predict(ds.select(order))
     back = np.argsort(order)
     logits, gate_fields = pred.predictions
-    return logits[back], {k: v[back] for k, v in gate_fields.items()}, pred.label_ids[back]
+    labels = None if pred.label_ids is None else pred.label_ids[back]
+    return logits[back], {k: v[back] for k, v in gate_fields.items()}, labels
 
 
 def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict, folder: Path) -> tuple[dict, dict]:

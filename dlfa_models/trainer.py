@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer
 from transformers.trainer_callback import ProgressCallback, TrainerCallback
+from transformers.trainer_utils import has_length
 
 AIF_PARAMETER = ".aif."  # in the names of the AIF's parameters (dlfa.aif.local_down.weight, ...)
 
@@ -41,6 +43,14 @@ class DLFATrainer(Trainer):
             if own:
                 optimizer.add_param_group({**group, "params": own, "lr": self.aif_lr})
         return optimizer
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation and prediction always in dataset order (sharded by accelerate when distributed):
+        prediction files, sliding windows and the length-ordered scoring rely on it, and the Trainer
+        would otherwise group evaluation by length too under ``--train_sampling_strategy group_by_length``."""
+        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return SequentialSampler(eval_dataset)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         if not self.collect_gates or prediction_loss_only:

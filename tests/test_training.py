@@ -141,11 +141,13 @@ def test_shipped_sample_loads_for_its_languages():
 
 
 class _EchoTrainer:
-    """Predicts each example's own label and gate fields derived from it, in the order it is given."""
+    """Predicts each example's own label and gate fields derived from it, in the order it is given,
+    and records the lengths it was given."""
 
     def predict(self, ds):
         from transformers.trainer_utils import PredictionOutput
 
+        self.lengths = [len(ids) for ids in ds["input_ids"]]
         labels = np.asarray(ds["labels"], dtype=np.float32)
         fields = {"gate_token_count": labels * 2, "gate_hist": np.stack([labels, -labels], axis=1)}
         return PredictionOutput(predictions=(labels[:, None], fields), label_ids=labels, metrics={})
@@ -156,12 +158,27 @@ def test_prediction_in_length_order_returns_the_dataset_order():
 
     lengths = [5, 1, 9, 3, 9, 2, 7]
     ds = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": list(range(len(lengths)))})
-    logits, fields, labels = train.predict_by_length(_EchoTrainer(), ds)
+    trainer = _EchoTrainer()
+    logits, fields, labels = train.predict_by_length(trainer, ds)
+    assert trainer.lengths == sorted(lengths, reverse=True)
     order = np.arange(len(lengths), dtype=np.float32)
     np.testing.assert_array_equal(labels, order)
     np.testing.assert_array_equal(logits[:, 0], order)
     np.testing.assert_array_equal(fields["gate_token_count"], order * 2)
     np.testing.assert_array_equal(fields["gate_hist"], np.stack([order, -order], axis=1))
+
+
+def test_evaluation_keeps_the_dataset_order_when_training_groups_by_length(tmp_path):
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from dlfa_models.trainer import DLFATrainer
+
+    ds = Dataset.from_dict({"input_ids": [[1] * n for n in (5, 1, 9, 3, 9, 2, 7)], "labels": list(range(7))})
+    args = TrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none",
+                             per_device_eval_batch_size=2)
+    trainer = DLFATrainer(model=torch.nn.Linear(1, 1), args=args)
+    assert list(trainer._get_eval_sampler(ds)) == list(range(7))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo torchrun test written for Linux")
