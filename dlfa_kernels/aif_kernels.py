@@ -138,7 +138,7 @@ def _chunk_gate(
     stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye, stride_wue, stride_wuh,
     HA: tl.constexpr, HB: tl.constexpr, SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """For one E chunk of a token tile: the gate M = sigmoid(h·wuᵀ + gb[b]) (M, BLOCK_E) fp32, X and
+    """For one E chunk of a token tile: the gate sigmoid(h·wuᵀ + gb[b]) (BLOCK_M, BLOCK_E) fp32, X and
     Y there, the chunk's up-projection blocks wu_a (BLOCK_E, HA), wu_b, and the in-bounds mask."""
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)

@@ -150,7 +150,7 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     per_setting: dict[str, dict[int, dict]] = {}
     gate_means: dict[str, dict[int, dict]] = {}  # setting -> seed -> lang -> mean gate M (fused runs only)
     for run in results:
-        gates = {lang: float(g["gate_mean"]) for lang, g in (run.get("gates") or {}).items() if g}
+        gates = {lang: float(g.get("gate_mean", NAN)) for lang, g in (run.get("gates") or {}).items() if g}
         gate_means.setdefault(run["setting"], {})
         if gates:
             gate_means[run["setting"]][int(run["seed"])] = gates
@@ -176,11 +176,13 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
         if len(seeds) < 2:
             notes.append(f"{name}: {len(seeds)} seed only, so no std over seeds")
         entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
-        gates = gate_means[name]
+        gates = gate_means[name]  # a seed without gate statistics counts as NaN
         if gates:
-            entry["gate_mean"] = {lang: {**_stats([gates[s].get(lang, NAN) for s in seeds]),
-                                         "per_seed": {str(s): gates[s].get(lang, NAN) for s in seeds}}
-                                  for lang in languages}
+            entry["gate_mean"] = {}
+            for lang in languages:
+                values = {s: gates.get(s, {}).get(lang, NAN) for s in seeds}
+                entry["gate_mean"][lang] = {**_stats(list(values.values())),
+                                            "per_seed": {str(s): v for s, v in values.items()}}
         settings[name] = entry
 
     differences = {}

@@ -143,6 +143,9 @@ def test_gate_means_over_seeds_for_fused_settings_only():
     assert gate["de"]["per_seed"] == pytest.approx({"0": 0.6, "1": 0.7, "2": 0.8})
     assert gate["ru"]["mean"] == pytest.approx(0.2) and gate["ru"]["n"] == 3
     assert math.isnan(gate["en"]["mean"]) and gate["en"]["n"] == 0
+    results[-1]["gates"] = {}  # a fused seed without gate statistics (e.g. an older results.json)
+    gate = summarize(results)["settings"]["layer5"]["gate_mean"]
+    assert gate["de"]["mean"] == pytest.approx(0.65) and gate["de"]["n"] == 2 and math.isnan(gate["de"]["per_seed"]["2"])
     text = format_summary(s)
     assert "gate M (mean ± std over seeds)" in text and "0.7000 ± 0.1000" in text
     json.loads(json.dumps(s))
