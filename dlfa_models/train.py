@@ -359,9 +359,9 @@ def _prediction_lines(task: Task, model_config, predictions, labels) -> list[str
 
 
 def predict_by_length(trainer, ds):
-    """``trainer.predict`` over ``ds`` in order of length, so each batch pads little (ten languages of
-    stsb_multi_mt scored in a third of the time of dataset order); predictions, gate fields and labels
-    come back in ``ds``'s order. Relies on the trainer predicting in the order it is given."""
+    """``trainer.predict`` over ``ds`` in order of length, so each batch pads little (STS scoring in
+    less than half the time of dataset order); predictions, gate fields and labels come back in
+    ``ds``'s order. Relies on the trainer predicting in the order it is given."""
     order = np.argsort([-len(ids) for ids in ds["input_ids"]], kind="stable")  # longest first: peak memory early
     pred = trainer.predict(ds.select(order))
     back = np.argsort(order)
