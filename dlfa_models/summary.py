@@ -151,9 +151,8 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     gate_means: dict[str, dict[int, dict]] = {}  # setting -> seed -> lang -> mean gate M (fused runs only)
     for run in results:
         gates = {lang: float(g.get("gate_mean", NAN)) for lang, g in (run.get("gates") or {}).items() if g}
-        gate_means.setdefault(run["setting"], {})
         if gates:
-            gate_means[run["setting"]][int(run["seed"])] = gates
+            gate_means.setdefault(run["setting"], {})[int(run["seed"])] = gates
         scores = {lang: float(run["scores"].get(lang, NAN)) for lang in languages}
         zs = [scores[lang] for lang in zero_shot_langs]
         scores[ZERO_SHOT] = float(np.mean(zs)) if zs and all(map(math.isfinite, zs)) else NAN
@@ -176,7 +175,7 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
         if len(seeds) < 2:
             notes.append(f"{name}: {len(seeds)} seed only, so no std over seeds")
         entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
-        gates = gate_means[name]  # a seed without gate statistics counts as NaN
+        gates = gate_means.get(name)  # a seed without gate statistics counts as NaN
         if gates:
             entry["gate_mean"] = {}
             for lang in languages:
