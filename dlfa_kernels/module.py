@@ -4,9 +4,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .backend import check_backend_choice
+from .eager import accumulation_dtype
 from .ops import aif
 from .reference import aif_gate
-from .validation import check_inputs, check_module_sizes, check_param_dtypes
+from .validation import check_inputs, check_mask_for_fused_op, check_module_sizes, check_param_dtypes
 
 
 class AIF(nn.Module):
@@ -59,14 +60,18 @@ class AIF(nn.Module):
     def gate(self, x: Tensor, y: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """The gate M: (B, T, E), how much each token draws from X (1) rather than Y (0).
 
-        Computed with the reference math (for inspection; the fused op never stores M),
-        after the same input checks as :meth:`forward`.
+        Computed with the reference math in the op's accumulation dtype (float32; float64 for
+        float64 inputs), as the op computes it, so it is finite wherever the op's output is
+        (X + Y may overflow float16). For inspection: the fused op never stores M. Runs the
+        same input checks as :meth:`forward`; returns M in the accumulation dtype.
         """
         self._check_hidden_size(x)
         params = self._params()
         check_inputs(x, y, attention_mask, params)
         check_param_dtypes(x, params)
-        return aif_gate(x, y, attention_mask, *params)
+        check_mask_for_fused_op(attention_mask)
+        acc = accumulation_dtype(x.dtype)
+        return aif_gate(x.to(acc), y.to(acc), attention_mask, *(p.to(acc) for p in params))
 
     def _params(self) -> tuple[Tensor, ...]:
         return (self.local_down.weight, self.local_down.bias, self.local_up.weight, self.local_up.bias,

@@ -24,7 +24,7 @@ from .backend import check_backend_choice, interpreting, resolve_backend, triton
 from .eager import (
     accumulation_dtype, aif_backward_torch, aif_differentiable, aif_forward_torch,
 )
-from .validation import check_inputs, check_param_dtypes
+from .validation import check_inputs, check_mask_for_fused_op, check_param_dtypes
 
 if triton_available():
     from . import aif_kernels as _kernels
@@ -174,4 +174,5 @@ def aif(
     with torch.autocast(device_type, enabled=False) if autocast_dtype is not None else contextlib.nullcontext():
         if _transform_active():
             return aif_differentiable(x, y, attention_mask, params)
+        check_mask_for_fused_op(attention_mask)
         return aif_forward(x, y, attention_mask, *params, backend)[0]

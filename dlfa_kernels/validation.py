@@ -1,6 +1,8 @@
 """Input checks of the AIF op, run before any kernel: clear errors, shapes in the message."""
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -9,6 +11,10 @@ PARAM_NAMES = (
     "global_down.weight", "global_down.bias", "global_up.weight", "global_up.bias",
 )
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Every dtype both backends read as numbers; float8 and complex are not among them.
+MASK_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+               torch.uint16, torch.uint32, torch.uint64) + FLOAT_DTYPES
+CHECK_ENV_VAR = "DLFA_CHECK_INPUTS"
 
 
 def check_module_sizes(hidden_size: int, reduction: int) -> int:
@@ -58,11 +64,9 @@ def check_inputs(x: Tensor, y: Tensor, attention_mask: Tensor | None, params: tu
             raise ValueError(
                 f"attention_mask must have shape (B, T) = {(B, T)}, got {tuple(attention_mask.shape)}"
             )
-        if attention_mask.dtype.is_complex or not (
-            attention_mask.dtype == torch.bool or attention_mask.dtype.is_floating_point
-            or attention_mask.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-        ):
-            raise TypeError(f"attention_mask must be bool, integer or float, got {attention_mask.dtype}")
+        if attention_mask.dtype not in MASK_DTYPES:
+            raise TypeError("attention_mask must be bool, integer or float16/bfloat16/float32/float64, "
+                            f"got {attention_mask.dtype}")
         tensors.append(("attention_mask", attention_mask))
     devices = {t.device for _, t in tensors}
     if len(devices) > 1:
@@ -78,3 +82,38 @@ def check_param_dtypes(x: Tensor, params: tuple[Tensor, ...]) -> None:
                 f"{name} is {p.dtype} but the inputs are {x.dtype}; "
                 "cast the module with .to(dtype) or run under torch.autocast"
             )
+
+
+def check_mask_for_fused_op(attention_mask: Tensor | None) -> None:
+    """The op treats the mask as constant weights in [0, 1]: refuse a mask that requires grad, and
+    values outside [0, 1] (a Hugging Face *additive* mask: 0 for tokens, −10000 for padding).
+
+    The value check reads the mask, so it runs only where that costs no device sync: a mask on the
+    CPU, or any mask when the environment variable ``DLFA_CHECK_INPUTS=1`` (tests set it; on CUDA it
+    syncs, which CUDA-graph capture forbids). Not under ``torch.compile`` tracing or fake tensors.
+    """
+    if attention_mask is None:
+        return
+    if attention_mask.requires_grad and torch.is_grad_enabled():
+        raise ValueError("attention_mask requires grad, but the AIF op gives it no gradient; "
+                         "pass attention_mask.detach() (or compute under torch.func, which differentiates it)")
+    if attention_mask.dtype == torch.bool or attention_mask.device.type == "meta" or _tracing(attention_mask):
+        return
+    if attention_mask.device.type != "cpu" and os.environ.get(CHECK_ENV_VAR, "0") != "1":
+        return
+    values = attention_mask.double()  # uint16/32/64 have no comparison kernels; B×T values are cheap to copy
+    bad = ~((values >= 0) & (values <= 1))  # NaN is bad too
+    if bool(bad.any()):
+        value = attention_mask[bad][0].item()
+        raise ValueError(
+            f"attention_mask must hold values in [0, 1] (1 = token, 0 = padding), found {value}; "
+            "an additive mask (0 for tokens, a large negative number for padding) converts with "
+            "(additive_mask == 0).long()")
+
+
+def _tracing(t: Tensor) -> bool:
+    """True under torch.compile/export tracing, where reading a tensor's values is not possible."""
+    if torch.compiler.is_compiling():
+        return True
+    from torch._subclasses.fake_tensor import is_fake
+    return is_fake(t)

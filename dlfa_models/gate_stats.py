@@ -8,7 +8,8 @@ Per sequence, from the fused op's own inputs (no second encoder pass), with
 - ``gate_token_sq_sum`` (B,) float: Σ_t m[b, t]² over real tokens;
 - ``gate_token_count`` (B,) int: the number of real tokens;
 - ``gate_hist`` (B, GATE_HIST_BINS) int: real tokens per bin of m on [0, 1] (equal
-  bins; m = 1 falls in the last one).
+  bins; m = 1 falls in the last one). A token whose m is not finite is in no bin; it
+  makes its sequence's ``gate_mean`` and sums NaN, which is how it is reported.
 
 The sums let a caller pool many batches exactly: :func:`summarize_gate_stats`.
 """
@@ -35,8 +36,9 @@ def gate_statistics(aif: AIF, x: Tensor, y: Tensor, attention_mask: Optional[Ten
     count = real.sum(1)
     token_sum = torch.where(real, per_token, 0.0).sum(1)
     sq_sum = torch.where(real, per_token.square(), 0.0).sum(1)
+    binned = real & per_token.isfinite()
     bins = (torch.nan_to_num(per_token) * GATE_HIST_BINS).long().clamp(0, GATE_HIST_BINS - 1)
-    hist = (torch.nn.functional.one_hot(bins, GATE_HIST_BINS) * real.unsqueeze(-1)).sum(1)
+    hist = (torch.nn.functional.one_hot(bins, GATE_HIST_BINS) * binned.unsqueeze(-1)).sum(1)
     return {
         "gate_mean": token_sum / count,  # 0 / 0 = NaN for an all-padding row
         "gate_token_sum": token_sum,

@@ -8,3 +8,4 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 os.environ.pop("DLFA_BACKEND", None)
+os.environ["DLFA_CHECK_INPUTS"] = "1"  # the op checks mask values on every device (a sync on GPUs)

@@ -64,7 +64,7 @@ def test_triton_backend_on_cpu_without_interpreter(monkeypatch):
     ("shapes differ", ValueError, r"x and y must have the same shape, got x \(2, 5, 16\) and y \(2, 4, 16\)"),
     ("hidden size", ValueError, r"last dimension 8 .* hidden_size=16"),
     ("mask shape", ValueError, r"attention_mask must have shape \(B, T\) = \(2, 5\), got \(2, 4\)"),
-    ("mask dtype", TypeError, "attention_mask must be bool, integer or float, got torch.complex64"),
+    ("mask dtype", TypeError, "attention_mask must be bool, integer or float16.*, got torch.complex64"),
     ("mask type", TypeError, "attention_mask must be a torch.Tensor or None, got list"),
     ("dtypes differ", TypeError, "x and y must have the same dtype, got x torch.float32 and y torch.float64"),
     ("integer x", TypeError, "x must be float16, bfloat16, float32 or float64, got torch.int64"),
