@@ -1,0 +1,193 @@
+"""Backward kernels of the AIF fusion over tokens: per token tile the hidden activations and dh, per
+(E chunk, token split) dX, dY and the local weight-gradient partials, and the partials' final sums."""
+import triton
+import triton.language as tl
+
+from .aif_device import chunk_gate, load_cols, local_hidden, local_up, mask_row, tile_tokens
+
+
+@triton.jit
+def _aif_backward_dh_kernel(
+    X, Y, DZ, WD, BD, WU, GB, WGU, H_OUT, DH_OUT, DG_PART, DBD_PART, DHG_PART,
+    T, E, H, n_t_tiles, tile_t,
+    stride_xb, stride_xt, stride_xe,
+    stride_yb, stride_yt, stride_ye,
+    stride_dzb, stride_dzt, stride_dze,
+    stride_wdh, stride_wde, stride_wue, stride_wuh, stride_wgue, stride_wguh,
+    BLOCK_M: tl.constexpr, BLOCK_E: tl.constexpr, HA: tl.constexpr, HB: tl.constexpr,
+    SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """For one token tile (tile_t ≤ BLOCK_M tokens of one sequence): h, dh_pre (N, H) in X's dtype, and the
+    tile's fp32 partials Σ_tile dS (tiles, E), Σ_tile dh_pre (tiles, H), (Σ_tile dS)·global_up.weight (tiles, H).
+
+    grid (B · n_t_tiles,); tile = pid.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // n_t_tiles
+    offs_t, t_ok = tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
+    offs_ha = tl.arange(0, HA)
+    offs_hb = HA + tl.arange(0, HB)
+    h_a, h_b = local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
+                             stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
+                             stride_wdh, stride_wde, BLOCK_M, BLOCK_E, HA, HB, SPLIT_H, DOT_PRECISION)
+    dh_a = tl.zeros([BLOCK_M, HA], dtype=tl.float32)
+    dh_b = tl.zeros([BLOCK_M, HB], dtype=tl.float32)
+    for e0 in range(0, E, BLOCK_E):
+        offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
+        e_ok = offs_e < E
+        gate, x, y, wu_a, wu_b, ok = chunk_gate(X, Y, WU, GB, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, E, H,
+                                                 stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
+                                                 stride_wue, stride_wuh, HA, HB, SPLIT_H, DOT_PRECISION)
+        dz = tl.load(DZ + b * stride_dzb + offs_t[:, None] * stride_dzt + offs_e[None, :] * stride_dze,
+                     mask=ok, other=0.0)
+        ds = dz.to(tl.float32) * (x.to(tl.float32) - y.to(tl.float32)) * gate * (1.0 - gate)
+        ds = tl.where(ok, ds, 0.0)
+        tl.store(DG_PART + pid * E + offs_e, tl.sum(ds, axis=0), mask=e_ok)
+        ds = ds.to(X.dtype.element_ty)
+        dh_a = tl.dot(ds, wu_a, dh_a, input_precision=DOT_PRECISION)
+        if SPLIT_H:
+            dh_b = tl.dot(ds, wu_b, dh_b, input_precision=DOT_PRECISION)
+    rows = b * T + offs_t
+    dh_a = tl.where(h_a <= 0, 0.0, dh_a)
+    ok_a = t_ok[:, None] & (offs_ha < H)[None, :]
+    tl.store(H_OUT + rows[:, None] * H + offs_ha[None, :], h_a, mask=ok_a)
+    tl.store(DH_OUT + rows[:, None] * H + offs_ha[None, :], dh_a.to(DH_OUT.dtype.element_ty), mask=ok_a)
+    tl.store(DBD_PART + pid * H + offs_ha, tl.sum(dh_a, axis=0), mask=offs_ha < H)
+    if SPLIT_H:
+        dh_b = tl.where(h_b <= 0, 0.0, dh_b)
+        ok_b = t_ok[:, None] & (offs_hb < H)[None, :]
+        tl.store(H_OUT + rows[:, None] * H + offs_hb[None, :], h_b, mask=ok_b)
+        tl.store(DH_OUT + rows[:, None] * H + offs_hb[None, :], dh_b.to(DH_OUT.dtype.element_ty), mask=ok_b)
+        tl.store(DBD_PART + pid * H + offs_hb, tl.sum(dh_b, axis=0), mask=offs_hb < H)
+    # the global branch's (Σ_tile dS)·global_up.weight, a vector-matrix product on the row just written
+    tl.debug_barrier()  # makes this program's DG_PART row visible to all its threads
+    dhg_a = tl.zeros([HA], dtype=tl.float32)
+    dhg_b = tl.zeros([HB], dtype=tl.float32)
+    for e0 in range(0, E, BLOCK_E):
+        offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
+        e_ok = offs_e < E
+        d_big_g = tl.load(DG_PART + pid * E + offs_e, mask=e_ok, other=0.0)
+        wgu_a = load_cols(WGU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wgue, stride_wguh).to(tl.float32)
+        dhg_a += tl.sum(d_big_g[:, None] * wgu_a, axis=0)
+        if SPLIT_H:
+            wgu_b = load_cols(WGU, offs_e, e_ok, offs_hb, offs_hb < H, stride_wgue, stride_wguh).to(tl.float32)
+            dhg_b += tl.sum(d_big_g[:, None] * wgu_b, axis=0)
+    tl.store(DHG_PART + pid * H + offs_ha, dhg_a, mask=offs_ha < H)
+    if SPLIT_H:
+        tl.store(DHG_PART + pid * H + offs_hb, dhg_b, mask=offs_hb < H)
+
+
+@triton.jit
+def _aif_backward_kernel(
+    X, Y, DZ, DX, DY, WD, WU, GB, DGS, MASK, H_BUF, DH_BUF, DWU_PART, DWD_PART,
+    T, E, H, n_t_tiles, n_tiles, tiles_per_split,
+    stride_xb, stride_xt, stride_xe,
+    stride_yb, stride_yt, stride_ye,
+    stride_dzb, stride_dzt, stride_dze,
+    stride_dxb, stride_dxt, stride_dxe,
+    stride_dyb, stride_dyt, stride_dye,
+    stride_mb, stride_mt,
+    stride_wdh, stride_wde, stride_wue, stride_wuh,
+    BLOCK_M: tl.constexpr, BLOCK_E: tl.constexpr, HA: tl.constexpr, HB: tl.constexpr,
+    SPLIT_H: tl.constexpr, HAS_MASK: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dX, dY on one E chunk for a split's token tiles, and the split's partial dwu, dwdᵀ rows.
+
+    grid (cdiv(E, BLOCK_E), n_splits); a split is tiles_per_split consecutive tiles of BLOCK_M
+    tokens, each inside one sequence. dW = dh_pre·wd + dgs[b]·mask[b, t] (dgs = dg / count);
+    dX = dZ⊙M + dW, dY = dZ⊙(1−M) + dW. Partials: (n_splits, E, H) fp32, every element written.
+    """
+    offs_e = (tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E)).to(tl.int64)
+    split = tl.program_id(1).to(tl.int64)
+    e_ok = offs_e < E
+    offs_ha = tl.arange(0, HA)
+    offs_hb = HA + tl.arange(0, HB)
+    ha_ok = offs_ha < H
+    hb_ok = offs_hb < H
+    wu_a = load_cols(WU, offs_e, e_ok, offs_ha, ha_ok, stride_wue, stride_wuh)
+    wu_b = load_cols(WU, offs_e, e_ok, offs_hb, hb_ok, stride_wue, stride_wuh)
+    wd_a = load_cols(WD, offs_ha, ha_ok, offs_e, e_ok, stride_wdh, stride_wde)
+    wd_b = load_cols(WD, offs_hb, hb_ok, offs_e, e_ok, stride_wdh, stride_wde)
+    acc_wu_a = tl.zeros([HA, BLOCK_E], dtype=tl.float32)  # transposed: H rows fill a wgmma's M
+    acc_wu_b = tl.zeros([HB, BLOCK_E], dtype=tl.float32)
+    acc_wd_a = tl.zeros([HA, BLOCK_E], dtype=tl.float32)
+    acc_wd_b = tl.zeros([HB, BLOCK_E], dtype=tl.float32)
+    first = split * tiles_per_split
+    last = tl.minimum(first + tiles_per_split, n_tiles)
+    for tile in range(first, last):
+        b = tile // n_t_tiles
+        offs_t = (tile % n_t_tiles) * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
+        t_ok = offs_t < T
+        ok = t_ok[:, None] & e_ok[None, :]
+        rows = b * T + offs_t
+        h_a = load_cols(H_BUF, rows, t_ok, offs_ha, ha_ok, H, 1)
+        dh_a = load_cols(DH_BUF, rows, t_ok, offs_ha, ha_ok, H, 1)
+        h_b = load_cols(H_BUF, rows, t_ok, offs_hb, hb_ok, H, 1)
+        dh_b = load_cols(DH_BUF, rows, t_ok, offs_hb, hb_ok, H, 1)
+        gb = tl.load(GB + b * E + offs_e, mask=e_ok, other=0.0)
+        dgs = tl.load(DGS + b * E + offs_e, mask=e_ok, other=0.0)
+        m = mask_row(MASK, b, offs_t, t_ok, stride_mb, stride_mt, HAS_MASK)
+        gate = tl.sigmoid(local_up(h_a, h_b, wu_a, wu_b, SPLIT_H, DOT_PRECISION) + gb[None, :])
+        dw = tl.dot(dh_a, wd_a, input_precision=DOT_PRECISION)
+        if SPLIT_H:
+            dw = tl.dot(dh_b, wd_b, dw, input_precision=DOT_PRECISION)
+        dw += m[:, None] * dgs[None, :]
+        x = tl.load(X + b * stride_xb + offs_t[:, None] * stride_xt + offs_e[None, :] * stride_xe, mask=ok, other=0.0)
+        y = tl.load(Y + b * stride_yb + offs_t[:, None] * stride_yt + offs_e[None, :] * stride_ye, mask=ok, other=0.0)
+        dz = tl.load(DZ + b * stride_dzb + offs_t[:, None] * stride_dzt + offs_e[None, :] * stride_dze,
+                     mask=ok, other=0.0).to(tl.float32)
+        tl.store(DX + b * stride_dxb + offs_t[:, None] * stride_dxt + offs_e[None, :] * stride_dxe,
+                 (dz * gate + dw).to(DX.dtype.element_ty), mask=ok)
+        tl.store(DY + b * stride_dyb + offs_t[:, None] * stride_dyt + offs_e[None, :] * stride_dye,
+                 (dz * (1.0 - gate) + dw).to(DY.dtype.element_ty), mask=ok)
+        xf = x.to(tl.float32)
+        yf = y.to(tl.float32)
+        ds = tl.where(ok, dz * (xf - yf) * gate * (1.0 - gate), 0.0).to(x.dtype)
+        w_half = ((xf + yf) * 0.5).to(x.dtype)
+        acc_wu_a = tl.dot(tl.trans(h_a), ds, acc_wu_a, input_precision=DOT_PRECISION)
+        acc_wd_a = tl.dot(tl.trans(dh_a), w_half, acc_wd_a, input_precision=DOT_PRECISION)
+        if SPLIT_H:
+            acc_wu_b = tl.dot(tl.trans(h_b), ds, acc_wu_b, input_precision=DOT_PRECISION)
+            acc_wd_b = tl.dot(tl.trans(dh_b), w_half, acc_wd_b, input_precision=DOT_PRECISION)
+    base = split * E * H + offs_e[None, :] * H
+    ok_a = ha_ok[:, None] & e_ok[None, :]
+    tl.store(DWU_PART + base + offs_ha[:, None], acc_wu_a, mask=ok_a)
+    tl.store(DWD_PART + base + offs_ha[:, None], 2.0 * acc_wd_a, mask=ok_a)
+    if SPLIT_H:
+        ok_b = hb_ok[:, None] & e_ok[None, :]
+        tl.store(DWU_PART + base + offs_hb[:, None], acc_wu_b, mask=ok_b)
+        tl.store(DWD_PART + base + offs_hb[:, None], 2.0 * acc_wd_b, mask=ok_b)
+
+
+@triton.jit
+def _aif_backward_finalize_kernel(
+    DWU_PART, DWD_PART, DBD_PART, D_WLD, D_BLD, D_WLU,
+    E, H, n_splits, n_tiles,
+    BLOCK_E: tl.constexpr, H_PAD: tl.constexpr,
+):
+    """The local parameters' weight gradients and local_down.bias, each written once in its own dtype.
+
+    grid (cdiv(E, BLOCK_E),): program p sums the splits' partials on columns e of both local weights,
+    program 0 also the tiles' local_down.bias partials. Weight gradients (H, E) / (E, H) contiguous.
+    Sums run in a fixed order: deterministic.
+    """
+    pid = tl.program_id(0)
+    offs_e = (pid * BLOCK_E + tl.arange(0, BLOCK_E)).to(tl.int64)
+    e_ok = offs_e < E
+    offs_h = tl.arange(0, H_PAD)
+    h_ok = offs_h < H
+    ok_eh = e_ok[:, None] & h_ok[None, :]
+    part = offs_e[:, None] * H + offs_h[None, :]
+    acc = tl.zeros([BLOCK_E, H_PAD], dtype=tl.float32)
+    for s in range(0, n_splits):
+        acc += tl.load(DWU_PART + s * E * H + part, mask=ok_eh, other=0.0)
+    tl.store(D_WLU + part, acc.to(D_WLU.dtype.element_ty), mask=ok_eh)
+    acc = tl.zeros([BLOCK_E, H_PAD], dtype=tl.float32)
+    for s in range(0, n_splits):
+        acc += tl.load(DWD_PART + s * E * H + part, mask=ok_eh, other=0.0)
+    tl.store(D_WLD + offs_h[None, :] * E + offs_e[:, None], acc.to(D_WLD.dtype.element_ty), mask=ok_eh)
+    if pid == 0:
+        dbd = tl.zeros([H_PAD], dtype=tl.float32)
+        for i in range(0, n_tiles):
+            dbd += tl.load(DBD_PART + i * H + offs_h, mask=h_ok, other=0.0)
+        tl.store(D_BLD + offs_h, dbd.to(D_BLD.dtype.element_ty), mask=h_ok)
