@@ -3,22 +3,23 @@
 import triton
 import triton.language as tl
 
-from .aif_device import chunk_gate, load_cols, local_hidden, local_up, mask_row, tile_tokens
+from .aif_device import chunk_gate, load_cols, local_up, mask_row, tile_tokens
 
 
 @triton.jit
 def _aif_backward_dh_kernel(
-    X, Y, DZ, WD, BD, WU, GB, WGU, H_OUT, DH_OUT, DG_PART, DBD_PART, DHG_PART,
+    X, Y, DZ, H_BUF, WU, GLOB, WGU, DH_OUT, DG_PART, DBD_PART, DHG_PART,
     T, E, H, n_t_tiles, tile_t,
     stride_xb, stride_xt, stride_xe,
     stride_yb, stride_yt, stride_ye,
     stride_dzb, stride_dzt, stride_dze,
-    stride_wdh, stride_wde, stride_wue, stride_wuh, stride_wgue, stride_wguh,
+    stride_wue, stride_wuh, stride_wgue, stride_wguh,
     BLOCK_M: tl.constexpr, BLOCK_E: tl.constexpr, HA: tl.constexpr, HB: tl.constexpr,
     SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """For one token tile (tile_t ≤ BLOCK_M tokens of one sequence): h, dh_pre (N, H) in X's dtype, and the
-    tile's fp32 partials Σ_tile dS (tiles, E), Σ_tile dh_pre (tiles, H), (Σ_tile dS)·global_up.weight (tiles, H).
+    """For one token tile (tile_t ≤ BLOCK_M tokens of one sequence), from the forward's h (N, H) and gb
+    (GLOB (B, E + H) fp32, gb first): dh_pre = (dS·wu) ⊙ [h > 0] (N, H) in X's dtype, and the tile's
+    fp32 partials Σ_tile dS (tiles, E), Σ_tile dh_pre (tiles, H), (Σ_tile dS)·global_up.weight (tiles, H).
 
     grid (B · n_t_tiles,); tile = pid.
     """
@@ -27,17 +28,18 @@ def _aif_backward_dh_kernel(
     offs_t, t_ok = tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)
-    h_a, h_b = local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
-                             stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
-                             stride_wdh, stride_wde, BLOCK_M, BLOCK_E, HA, HB, SPLIT_H, DOT_PRECISION)
+    rows = b * T + offs_t
+    h_a = load_cols(H_BUF, rows, t_ok, offs_ha, offs_ha < H, H, 1)
+    h_b = load_cols(H_BUF, rows, t_ok, offs_hb, offs_hb < H, H, 1)
     dh_a = tl.zeros([BLOCK_M, HA], dtype=tl.float32)
     dh_b = tl.zeros([BLOCK_M, HB], dtype=tl.float32)
     for e0 in range(0, E, BLOCK_E):
         offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
         e_ok = offs_e < E
-        gate, x, y, wu_a, wu_b, ok = chunk_gate(X, Y, WU, GB, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, E, H,
-                                                 stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
-                                                 stride_wue, stride_wuh, HA, HB, SPLIT_H, DOT_PRECISION)
+        gb = tl.load(GLOB + b * (E + H) + offs_e, mask=e_ok, other=0.0)
+        gate, x, y, wu_a, wu_b, ok = chunk_gate(X, Y, WU, gb, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, H,
+                                                stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
+                                                stride_wue, stride_wuh, HA, HB, SPLIT_H, DOT_PRECISION)
         dz = tl.load(DZ + b * stride_dzb + offs_t[:, None] * stride_dzt + offs_e[None, :] * stride_dze,
                      mask=ok, other=0.0)
         ds = dz.to(tl.float32) * (x.to(tl.float32) - y.to(tl.float32)) * gate * (1.0 - gate)
@@ -47,16 +49,13 @@ def _aif_backward_dh_kernel(
         dh_a = tl.dot(ds, wu_a, dh_a, input_precision=DOT_PRECISION)
         if SPLIT_H:
             dh_b = tl.dot(ds, wu_b, dh_b, input_precision=DOT_PRECISION)
-    rows = b * T + offs_t
     dh_a = tl.where(h_a <= 0, 0.0, dh_a)
     ok_a = t_ok[:, None] & (offs_ha < H)[None, :]
-    tl.store(H_OUT + rows[:, None] * H + offs_ha[None, :], h_a, mask=ok_a)
     tl.store(DH_OUT + rows[:, None] * H + offs_ha[None, :], dh_a.to(DH_OUT.dtype.element_ty), mask=ok_a)
     tl.store(DBD_PART + pid * H + offs_ha, tl.sum(dh_a, axis=0), mask=offs_ha < H)
     if SPLIT_H:
         dh_b = tl.where(h_b <= 0, 0.0, dh_b)
         ok_b = t_ok[:, None] & (offs_hb < H)[None, :]
-        tl.store(H_OUT + rows[:, None] * H + offs_hb[None, :], h_b, mask=ok_b)
         tl.store(DH_OUT + rows[:, None] * H + offs_hb[None, :], dh_b.to(DH_OUT.dtype.element_ty), mask=ok_b)
         tl.store(DBD_PART + pid * H + offs_hb, tl.sum(dh_b, axis=0), mask=offs_hb < H)
     # the global branch's (Σ_tile dS)·global_up.weight, a vector-matrix product on the row just written
@@ -79,7 +78,7 @@ def _aif_backward_dh_kernel(
 
 @triton.jit
 def _aif_backward_kernel(
-    X, Y, DZ, DX, DY, WD, WU, GB, DGS, MASK, H_BUF, DH_BUF, DWU_PART, DWD_PART,
+    X, Y, DZ, DX, DY, WD, WU, GLOB, DGS, MASK, H_BUF, DH_BUF, DWU_PART, DWD_PART,
     T, E, H, n_t_tiles, n_tiles, tiles_per_split,
     stride_xb, stride_xt, stride_xe,
     stride_yb, stride_yt, stride_ye,
@@ -124,7 +123,7 @@ def _aif_backward_kernel(
         dh_a = load_cols(DH_BUF, rows, t_ok, offs_ha, ha_ok, H, 1)
         h_b = load_cols(H_BUF, rows, t_ok, offs_hb, hb_ok, H, 1)
         dh_b = load_cols(DH_BUF, rows, t_ok, offs_hb, hb_ok, H, 1)
-        gb = tl.load(GB + b * E + offs_e, mask=e_ok, other=0.0)
+        gb = tl.load(GLOB + b * (E + H) + offs_e, mask=e_ok, other=0.0)
         dgs = tl.load(DGS + b * E + offs_e, mask=e_ok, other=0.0)
         m = mask_row(MASK, b, offs_t, t_ok, stride_mb, stride_mt, HAS_MASK)
         gate = tl.sigmoid(local_up(h_a, h_b, wu_a, wu_b, SPLIT_H, DOT_PRECISION) + gb[None, :])

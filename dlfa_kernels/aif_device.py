@@ -99,19 +99,36 @@ def local_up(h_a, h_b, wu_a, wu_b, SPLIT_H: tl.constexpr, DOT_PRECISION: tl.cons
 
 @triton.jit
 def chunk_gate(
-    X, Y, WU, GB, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, E, H,
+    X, Y, WU, gb, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, H,
     stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye, stride_wue, stride_wuh,
     HA: tl.constexpr, HB: tl.constexpr, SPLIT_H: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """For one E chunk of a token tile: the gate sigmoid(h·wuᵀ + gb[b]) (BLOCK_M, BLOCK_E) fp32, X and
-    Y there, the chunk's up-projection blocks wu_a (BLOCK_E, HA), wu_b, and the in-bounds mask."""
+    """For one E chunk of a token tile: the gate sigmoid(h·wuᵀ + gb) (BLOCK_M, BLOCK_E) fp32 with gb the
+    chunk's (BLOCK_E,) fp32 G + local_up.bias, X and Y there, the chunk's up-projection blocks wu_a
+    (BLOCK_E, HA), wu_b, and the in-bounds mask."""
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)
     ok = t_ok[:, None] & e_ok[None, :]
     wu_a = load_cols(WU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wue, stride_wuh)
     wu_b = load_cols(WU, offs_e, e_ok, offs_hb, offs_hb < H, stride_wue, stride_wuh)
-    gb = tl.load(GB + b * E + offs_e, mask=e_ok, other=0.0)
     gate = tl.sigmoid(local_up(h_a, h_b, wu_a, wu_b, SPLIT_H, DOT_PRECISION) + gb[None, :])
     x = tl.load(X + b * stride_xb + offs_t[:, None] * stride_xt + offs_e[None, :] * stride_xe, mask=ok, other=0.0)
     y = tl.load(Y + b * stride_yb + offs_t[:, None] * stride_yt + offs_e[None, :] * stride_ye, mask=ok, other=0.0)
     return gate, x, y, wu_a, wu_b, ok
+
+
+@triton.jit
+def global_up_chunk(WGU, BGU, BLU, hg_a, hg_b, offs_e, e_ok, H, stride_wgue, stride_wguh,
+                    HA: tl.constexpr, HB: tl.constexpr, SPLIT_H: tl.constexpr):
+    """gb = hg·global_upᵀ + global_up.bias + local_up.bias on one E chunk: (BLOCK_E,) fp32.
+
+    hg (fp32) as columns [0, HA) and [HA, HA + HB); a vector-matrix product, on CUDA cores."""
+    offs_ha = tl.arange(0, HA)
+    offs_hb = HA + tl.arange(0, HB)
+    wgu_a = load_cols(WGU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wgue, stride_wguh).to(tl.float32)
+    gb = tl.sum(wgu_a * hg_a[None, :], axis=1)
+    if SPLIT_H:
+        wgu_b = load_cols(WGU, offs_e, e_ok, offs_hb, offs_hb < H, stride_wgue, stride_wguh).to(tl.float32)
+        gb += tl.sum(wgu_b * hg_b[None, :], axis=1)
+    return gb + tl.load(BGU + offs_e, mask=e_ok, other=0.0).to(tl.float32) + \
+        tl.load(BLU + offs_e, mask=e_ok, other=0.0).to(tl.float32)

@@ -1,57 +1,18 @@
-"""Kernels of the AIF global branch, G = global_up(relu(global_down(g))), forward and backward.
+"""The backward of the AIF global branch, G = global_up(relu(global_down(g))), parallel over E chunks.
 
-Both are parallel over E chunks (and the forward over blocks of sequences); each program recomputes
-the small hidden it needs instead of waiting for another launch. Matrix operands are in the
-parameters' dtype (tensor cores for fp16/bf16; fp32 follows ``DOT_PRECISION``), sums in fp32, and g
-enters a dot halved (g/2 fits wherever X and Y do, as W/2 does in the local branch).
+(Its forward is folded into the pool and forward kernels.) Matrix operands are in the parameters'
+dtype (tensor cores for fp16/bf16; fp32 follows ``DOT_PRECISION``), sums in fp32, and g enters a dot
+halved (g/2 fits wherever X and Y do, as W/2 does in the local branch).
 """
 import triton
 import triton.language as tl
 
-from .aif_device import load_cols, relu, token_count
-
-
-@triton.jit
-def _aif_global_forward_kernel(
-    G, WGD, BGD, WGU, BGU, BLU, GB_OUT, HG_OUT,
-    B, E, H,
-    stride_wgdh, stride_wgde, stride_wgue, stride_wguh,
-    BLOCK_B: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr, H_PAD: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-):
-    """gb = global_up(relu(global_down(g))) + local_up.bias on one E chunk of BLOCK_B sequences, and hg.
-
-    grid (cdiv(B, BLOCK_B), cdiv(E, BLOCK_E)). g, gb: (B, E) contiguous fp32; hg = relu(global_down(g)):
-    (B, H) fp32, written by the programs of the first E chunk. Every program computes hg for its
-    sequences (B·E·H multiply-adds per E chunk, on tensor cores) so no launch waits on another.
-    """
-    offs_b = (tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
-    b_ok = offs_b < B
-    offs_h = tl.arange(0, H_PAD)
-    h_ok = offs_h < H
-    op = WGD.dtype.element_ty
-    acc = tl.zeros([BLOCK_B, H_PAD], dtype=tl.float32)
-    for k0 in range(0, E, BLOCK_K):
-        offs_k = (k0 + tl.arange(0, BLOCK_K)).to(tl.int64)
-        k_ok = offs_k < E
-        g_half = (load_cols(G, offs_b, b_ok, offs_k, k_ok, E, 1) * 0.5).to(op)
-        wgd_t = load_cols(WGD, offs_k, k_ok, offs_h, h_ok, stride_wgde, stride_wgdh)
-        acc = tl.dot(g_half, wgd_t, acc, input_precision=DOT_PRECISION)
-    hg = relu(2.0 * acc + tl.load(BGD + offs_h, mask=h_ok, other=0.0).to(tl.float32)[None, :])
-    if tl.program_id(1) == 0:
-        tl.store(HG_OUT + offs_b[:, None] * H + offs_h[None, :], hg, mask=b_ok[:, None] & h_ok[None, :])
-    offs_e = (tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)).to(tl.int64)
-    e_ok = offs_e < E
-    wgu_t = load_cols(WGU, offs_h, h_ok, offs_e, e_ok, stride_wguh, stride_wgue)
-    bias = tl.load(BGU + offs_e, mask=e_ok, other=0.0).to(tl.float32) + \
-        tl.load(BLU + offs_e, mask=e_ok, other=0.0).to(tl.float32)
-    gb = tl.dot(hg.to(op), wgu_t, input_precision=DOT_PRECISION) + bias[None, :]
-    tl.store(GB_OUT + offs_b[:, None] * E + offs_e[None, :], gb, mask=b_ok[:, None] & e_ok[None, :])
+from .aif_device import load_cols, token_count
 
 
 @triton.jit
 def _aif_global_backward_kernel(
-    G, HG, DG_PART, DHG_PART, MASK, WGD, DGS_OUT, D_WGD, D_BGD, D_WGU, D_BGU, D_BLU,
+    G, GLOB, DG_PART, DHG_PART, MASK, WGD, DGS_OUT, D_WGD, D_BGD, D_WGU, D_BGU, D_BLU,
     B, T, E, H, n_t_tiles,
     stride_mb, stride_mt, stride_wgdh, stride_wgde,
     BLOCK_B: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_T: tl.constexpr, H_PAD: tl.constexpr,
@@ -59,7 +20,8 @@ def _aif_global_backward_kernel(
 ):
     """The global branch backward on one E chunk; grid (cdiv(E, BLOCK_E),).
 
-    From the per-tile partials of the backward_dh kernel, DG_PART: Σ_tile dS (tiles, E) and DHG_PART:
+    hg = relu(global_down(g)) is GLOB[:, E:] (GLOB: (B, E + H) fp32, kept by the forward). From the
+    per-tile partials of the backward_dh kernel, DG_PART: Σ_tile dS (tiles, E) and DHG_PART:
     (Σ_tile dS)·global_up.weight (tiles, H), tile b·n_t_tiles + i of sequence b:
       dG = Σ_i DG_PART,  dhg = (Σ_i DHG_PART) ⊙ [hg > 0]  (every program sums the H-wide rows again),
       dgs = dhg·global_down.weight / max(count, 1) -> DGS_OUT (B, E) fp32,
@@ -87,7 +49,7 @@ def _aif_global_backward_kernel(
             tiles = offs_b * n_t_tiles + i
             d_big_g += load_cols(DG_PART, tiles, b_ok, offs_e, e_ok, E, 1)
             dhg += load_cols(DHG_PART, tiles, b_ok, offs_h, h_ok, H, 1)
-        hg = load_cols(HG, offs_b, b_ok, offs_h, h_ok, H, 1)
+        hg = load_cols(GLOB + E, offs_b, b_ok, offs_h, h_ok, E + H, 1)
         dhg = tl.where(hg <= 0, 0.0, dhg)  # relu's gradient; hg = relu(pre) keeps a NaN, which passes
         inv = 1.0 / token_count(MASK, offs_b, b_ok, T, stride_mb, stride_mt, BLOCK_B, BLOCK_T, HAS_MASK)
         dg = tl.dot(dhg.to(op), wgd, input_precision=DOT_PRECISION)

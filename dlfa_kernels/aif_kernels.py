@@ -31,7 +31,7 @@ import torch
 
 from .aif_backward_kernels import _aif_backward_dh_kernel, _aif_backward_finalize_kernel, _aif_backward_kernel
 from .aif_forward_kernels import _aif_forward_kernel, _aif_pool_kernel
-from .aif_global_kernels import _aif_global_backward_kernel, _aif_global_forward_kernel
+from .aif_global_kernels import _aif_global_backward_kernel
 from .aif_launch_config import CONSTEXPRS, dot_precision, hidden_blocks, launch_config, token_tiles  # noqa: F401
 
 try:  # torch >= 2.6: kernels launched through it are traceable by torch.compile
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - older torch
 
 
 KERNELS = {
-    "pool": _aif_pool_kernel, "global_forward": _aif_global_forward_kernel, "forward": _aif_forward_kernel,
+    "pool": _aif_pool_kernel, "forward": _aif_forward_kernel,
     "backward_dh": _aif_backward_dh_kernel, "global_backward": _aif_global_backward_kernel,
     "backward": _aif_backward_kernel, "finalize": _aif_backward_finalize_kernel,
 }
@@ -74,9 +74,9 @@ def _mask_args(mask, x):
 # ----------------------------------------------------------------------------- launchers
 
 def aif_forward(x, y, mask, params):
-    """z: (B, T, E) in x's dtype, and what the backward needs of the global branch: (g, hg, gb), fp32
-    (B, E), (B, H), (B, E) — g the masked mean of X + Y, hg = relu(global_down(g)), gb = G + local_up.bias.
-    At most 3 launches.
+    """z: (B, T, E) in x's dtype, and what the backward needs: (g, h, glob) — g: (B, E) fp32 the masked
+    mean of X + Y; h: (B, T, H) contiguous in x's dtype, the local hidden activation; glob: (B, E + H) fp32, gb = G +
+    local_up.bias then hg = relu(global_down(g)). At most 2 launches.
 
     mask: (B, T) of any dtype (nonzero = token) or None; params: the eight AIF parameters.
     """
@@ -86,28 +86,30 @@ def aif_forward(x, y, mask, params):
     dev, f32 = x.device, torch.float32
     z = torch.empty((B, T, E), device=dev, dtype=x.dtype)
     g = torch.empty((B, E), device=dev, dtype=f32)
-    hg = torch.empty((B, H), device=dev, dtype=f32)
-    gb = torch.empty((B, E), device=dev, dtype=f32)
+    h = torch.empty((B, T, H), device=dev, dtype=x.dtype)
+    glob = torch.empty((B, E + H), device=dev, dtype=f32)
     if B == 0:
-        return z, (g, hg, gb)
+        return z, (g, h, glob)
     cfg = launch_config(B, T, E, H, x.dtype, *_device_traits(dev))
     m, smb, smt, has_mask = _mask_args(mask, x)
-    _launch("pool", cfg, x, y, m, g, T, E, *x.stride(), *y.stride(), smb, smt, HAS_MASK=has_mask)
-    _launch("global_forward", cfg, g, wgd, bgd, wgu, bgu, blu, gb, hg, B, E, H, *wgd.stride(), *wgu.stride())
-    if T > 0:
-        f = cfg["forward"]
-        _launch("forward", cfg, x, y, z, wld, bld, wlu, gb, T, E, H, f["n_t_tiles"], f["tile_t"],
-                *x.stride(), *y.stride(), *z.stride(), *wld.stride(), *wlu.stride())
-    return z, (g, hg, gb)
+    n_g_chunks = cfg["pool"]["grid"][1]
+    hg_part = torch.empty((B, n_g_chunks, H), device=dev, dtype=f32)
+    _launch("pool", cfg, x, y, m, wgd, g, hg_part, T, E, H, *x.stride(), *y.stride(), smb, smt, *wgd.stride(),
+            HAS_MASK=has_mask)
+    f = cfg["forward"]  # T = 0 still runs one empty tile a sequence: it finishes the global branch
+    _launch("forward", cfg, x, y, z, wld, bld, wlu, hg_part, bgd, wgu, bgu, blu, h, glob,
+            T, E, H, f["n_t_tiles"], f["tile_t"], n_g_chunks,
+            *x.stride(), *y.stride(), *z.stride(), *wld.stride(), *wlu.stride(), *wgu.stride())
+    return z, (g, h, glob)
 
 
 def aif_backward(dz, x, y, mask, params, saved):
     """[dx, dy, then the gradient of each parameter in its own dtype]. At most 4 launches.
 
-    dz, x, y: (B, T, E); saved: the (g, hg, gb) that :func:`aif_forward` returned.
+    dz, x, y: (B, T, E); saved: the (g, h, glob) that :func:`aif_forward` returned.
     """
     wld, bld, wlu, _, wgd, _, wgu, _ = params
-    g, hg, gb = saved
+    g, h, glob = saved
     B, T, E = x.shape
     H = wld.shape[0]
     dev, f32 = x.device, torch.float32
@@ -124,19 +126,18 @@ def aif_backward(dz, x, y, mask, params, saved):
     dbd_part = torch.empty((n_tiles, H), device=dev, dtype=f32)
     dwu_part = torch.empty((n_splits, E, H), device=dev, dtype=f32)
     dwd_part = torch.empty((n_splits, E, H), device=dev, dtype=f32)
-    h = torch.empty((B * T, H), device=dev, dtype=x.dtype)
     dh_pre = torch.empty((B * T, H), device=dev, dtype=x.dtype)
     dg_part = torch.empty((n_tiles, E), device=dev, dtype=f32)
     dhg_part = torch.empty((n_tiles, H), device=dev, dtype=f32)
     dgs = torch.empty((B, E), device=dev, dtype=f32)
     if n_tiles > 0:
-        _launch("backward_dh", cfg, x, y, dz, wld, bld, wlu, gb, wgu, h, dh_pre, dg_part, dbd_part, dhg_part,
-                T, E, H, d["n_t_tiles"], d["tile_t"], *x.stride(), *y.stride(), *dz.stride(), *wld.stride(),
+        _launch("backward_dh", cfg, x, y, dz, h, wlu, glob, wgu, dh_pre, dg_part, dbd_part, dhg_part,
+                T, E, H, d["n_t_tiles"], d["tile_t"], *x.stride(), *y.stride(), *dz.stride(),
                 *wlu.stride(), *wgu.stride())
-    _launch("global_backward", cfg, g, hg, dg_part, dhg_part, m, wgd, dgs, d_wgd, d_bgd, d_wgu, d_bgu, d_blu,
+    _launch("global_backward", cfg, g, glob, dg_part, dhg_part, m, wgd, dgs, d_wgd, d_bgd, d_wgu, d_bgu, d_blu,
             B, T, E, H, d["n_t_tiles"], smb, smt, *wgd.stride(), HAS_MASK=has_mask)
     if n_splits > 0:
-        _launch("backward", cfg, x, y, dz, dx, dy, wld, wlu, gb, dgs, m, h, dh_pre, dwu_part, dwd_part,
+        _launch("backward", cfg, x, y, dz, dx, dy, wld, wlu, glob, dgs, m, h, dh_pre, dwu_part, dwd_part,
                 T, E, H, dw["n_t_tiles"], dw["n_tiles"], dw["tiles_per_split"],
                 *x.stride(), *y.stride(), *dz.stride(), *dx.stride(), *dy.stride(), smb, smt,
                 *wld.stride(), *wlu.stride(), HAS_MASK=has_mask)

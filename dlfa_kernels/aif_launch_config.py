@@ -37,9 +37,10 @@ def token_tiles(B: int, T: int, min_programs: int, most: int) -> tuple[int, int,
 
     The fewest tiles of at most ``most`` rows that still give ``min_programs`` programs (B · tiles);
     tiles stay inside one sequence; a tile of 26 tokens computes 32 rows (rows: a power of two, ≥ 16).
+    T = 0 gives one empty tile a sequence (the per-sequence work of the token-tiled kernels still runs).
     """
     if T == 0:
-        return 0, 1, 16
+        return 1, 1, 16
     tiles = min(max(triton.cdiv(T, most), triton.cdiv(min_programs, max(B, 1))), triton.cdiv(T, 16))
     tile_t = triton.cdiv(T, tiles)
     tiles = triton.cdiv(T, tile_t)
@@ -78,13 +79,12 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     splits = min(dw_tiles, max(1, n_sm // n_e))
     per_split = triton.cdiv(dw_tiles, splits) if splits else 0
     splits = triton.cdiv(dw_tiles, per_split) if per_split else 0
-    small = {"BLOCK_B": 16, "H_PAD": h_pad, "DOT_PRECISION": precision, "num_warps": 4}
     return {
-        "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "num_warps": 4},
-        "global_forward": dict(small, grid=(triton.cdiv(B, 16), triton.cdiv(E, 32)), BLOCK_E=32, BLOCK_K=64),
+        "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "BLOCK_H": 64, "num_warps": 4},
         "forward": dict(tile),
         "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4),
-        "global_backward": dict(small, grid=(triton.cdiv(E, 16),), BLOCK_E=16, BLOCK_T=32),
+        "global_backward": {"grid": (triton.cdiv(E, 16),), "BLOCK_B": 16, "BLOCK_E": 16, "BLOCK_T": 32,
+                            "H_PAD": h_pad, "DOT_PRECISION": precision, "num_warps": 4},
         "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8,
                          num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
                          n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
@@ -93,8 +93,7 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
 
 
 CONSTEXPRS = {  # the constexpr arguments each kernel takes from its launch_config entry
-    "pool": ("BLOCK_T", "BLOCK_E"),
-    "global_forward": ("BLOCK_B", "BLOCK_E", "BLOCK_K", "H_PAD", "DOT_PRECISION"),
+    "pool": ("BLOCK_T", "BLOCK_E", "BLOCK_H"),
     "forward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
     "backward_dh": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
     "global_backward": ("BLOCK_B", "BLOCK_E", "BLOCK_T", "H_PAD", "DOT_PRECISION"),
