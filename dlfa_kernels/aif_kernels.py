@@ -4,22 +4,25 @@ Shapes: x, y, z: (B, T, E), any strides; N = B·T tokens; H = E / reduction;
 mask: (B, T) of any dtype, or None (plain mean over T). Parameters as in ``nn.Linear``:
 local_down ``wd``: (H, E), local_up ``wu``: (E, H), global_down (H, E), global_up (E, H).
 
-Forward, 3 launches (kernels in ``aif_forward_kernels`` and ``aif_global_kernels``):
-  1. ``_aif_pool_kernel``            g = masked mean of X + Y over T, mask counts in-kernel  (B, E) fp32
-  2. ``_aif_global_forward_kernel``  per (sequence block, E chunk): hg = relu(global_down(g)) (B, H),
-                                     gb = global_up(hg) + local_up.bias (B, E), fp32
-  3. ``_aif_forward_kernel``         per token tile of one sequence: h = relu(W·wdᵀ + bd) on chip,
-                                     M = σ(h·wuᵀ + gb[b]), Z = Y + M ⊙ (X − Y)
-  g, hg and gb (O(B·E)) are kept for the backward.
-Backward, 4 launches (``aif_backward_kernels``, ``aif_global_kernels``):
-  1. ``_aif_backward_dh_kernel``     per token tile: h, dh_pre = (dS·wu) ⊙ [h > 0] (N, H), and per-tile
-                                     sums Σ dS (→ dG), Σ dh_pre (→ local_down.bias), (Σ dS)·global_up.weight
-  2. ``_aif_global_backward_kernel`` per E chunk: dgs = dg / count (B, E) and the four global-branch and
-                                     local_up.bias gradients
-  3. ``_aif_backward_kernel``        per (E chunk, token split): dX, dY and the split's fp32 partial
-                                     dwu = dSᵀ·h, dwdᵀ = Wᵀ·dh_pre
-  4. ``_aif_backward_finalize_kernel`` sums the partials into the local weights' gradients and local_down.bias
+Forward, 2 launches (kernels in ``aif_forward_kernels``):
+  1. ``_aif_pool_kernel``            per (sequence, E chunk): g = masked mean of X + Y over T (B, E) fp32,
+                                     mask counts in-kernel, and the chunk's share of g·global_downᵀ
+  2. ``_aif_forward_kernel``         per token tile of one sequence: hg = relu(Σ shares + bias), gb =
+                                     global_up(hg) + local_up.bias; h = relu(W·wdᵀ + bd) (kept),
+                                     M = σ(h·wuᵀ + gb), Z = Y + M ⊙ (X − Y)
+  Kept for the backward: g (B, E), h (B, T, H) in x's dtype, gb and hg (B, E + H) fp32.
+Backward, 3 launches (``aif_backward_kernels``):
+  1. ``_aif_backward_dh_kernel``     per token tile: dh_pre = (dS·wu) ⊙ [h > 0] (N, H), and per-tile sums
+                                     Σ dS (→ dG), Σ dh_pre (→ local_down.bias), (Σ dS)·global_up.weight
+                                     (→ dhg), the tile's real tokens (→ count)
+  2. ``_aif_backward_kernel``        per (E chunk, token split): dX, dY (the global term as one more dot)
+                                     and the split's fp32 partial dwu = dSᵀ·h, dwdᵀ = Wᵀ·dh_pre
+  3. ``_aif_backward_finalize_kernel`` per E chunk: sums the partials into the local weights' gradients,
+                                     and the global branch's gradients from the tiles' sums
 
+Every matrix product with more than one row runs as ``tl.dot`` (tensor cores for fp16/bf16; fp32
+follows torch's tf32 setting); the per-sequence vector-matrix products of the global branch (one row
+each) run on CUDA cores inside the pool, forward and backward_dh kernels.
 W = X + Y is never formed in the input dtype: the GEMM operand is W/2 (rounded once, like W, and
 within range wherever X and Y are), the product doubled in fp32; the mean and every other use of W
 is fp32. The hidden width H is covered by two power-of-two column blocks (192 = 128 + 64) instead
@@ -31,7 +34,6 @@ import torch
 
 from .aif_backward_kernels import _aif_backward_dh_kernel, _aif_backward_finalize_kernel, _aif_backward_kernel
 from .aif_forward_kernels import _aif_forward_kernel, _aif_pool_kernel
-from .aif_global_kernels import _aif_global_backward_kernel
 from .aif_launch_config import CONSTEXPRS, dot_precision, hidden_blocks, launch_config, token_tiles  # noqa: F401
 
 try:  # torch >= 2.6: kernels launched through it are traceable by torch.compile
@@ -43,8 +45,7 @@ except ImportError:  # pragma: no cover - older torch
 
 KERNELS = {
     "pool": _aif_pool_kernel, "forward": _aif_forward_kernel,
-    "backward_dh": _aif_backward_dh_kernel, "global_backward": _aif_global_backward_kernel,
-    "backward": _aif_backward_kernel, "finalize": _aif_backward_finalize_kernel,
+    "backward_dh": _aif_backward_dh_kernel, "backward": _aif_backward_kernel, "finalize": _aif_backward_finalize_kernel,
 }
 
 
@@ -104,7 +105,7 @@ def aif_forward(x, y, mask, params):
 
 
 def aif_backward(dz, x, y, mask, params, saved):
-    """[dx, dy, then the gradient of each parameter in its own dtype]. At most 4 launches.
+    """[dx, dy, then the gradient of each parameter in its own dtype]. At most 3 launches.
 
     dz, x, y: (B, T, E); saved: the (g, h, glob) that :func:`aif_forward` returned.
     """
@@ -117,29 +118,27 @@ def aif_backward(dz, x, y, mask, params, saved):
     dx = torch.empty((B, T, E), device=dev, dtype=x.dtype)
     dy = torch.empty((B, T, E), device=dev, dtype=y.dtype)
     grads = [torch.empty(p.shape, device=dev, dtype=p.dtype) for p in params]
-    d_wld, d_bld, d_wlu, d_blu, d_wgd, d_bgd, d_wgu, d_bgu = grads
     m, smb, smt, has_mask = _mask_args(mask, x)
     d = cfg["backward_dh"]
-    n_tiles = d["grid"][0]
+    n_tiles, n_dh_tiles = d["grid"][0], d["n_t_tiles"]
     dw = cfg["backward"]
     n_splits = dw["grid"][1]
     dbd_part = torch.empty((n_tiles, H), device=dev, dtype=f32)
+    dg_part = torch.empty((n_tiles, E), device=dev, dtype=f32)
+    dhg_part = torch.empty((n_tiles, H), device=dev, dtype=f32)
+    count_part = torch.empty((n_tiles,), device=dev, dtype=f32)
     dwu_part = torch.empty((n_splits, E, H), device=dev, dtype=f32)
     dwd_part = torch.empty((n_splits, E, H), device=dev, dtype=f32)
     dh_pre = torch.empty((B * T, H), device=dev, dtype=x.dtype)
-    dg_part = torch.empty((n_tiles, E), device=dev, dtype=f32)
-    dhg_part = torch.empty((n_tiles, H), device=dev, dtype=f32)
-    dgs = torch.empty((B, E), device=dev, dtype=f32)
     if n_tiles > 0:
-        _launch("backward_dh", cfg, x, y, dz, h, wlu, glob, wgu, dh_pre, dg_part, dbd_part, dhg_part,
-                T, E, H, d["n_t_tiles"], d["tile_t"], *x.stride(), *y.stride(), *dz.stride(),
-                *wlu.stride(), *wgu.stride())
-    _launch("global_backward", cfg, g, glob, dg_part, dhg_part, m, wgd, dgs, d_wgd, d_bgd, d_wgu, d_bgu, d_blu,
-            B, T, E, H, d["n_t_tiles"], smb, smt, *wgd.stride(), HAS_MASK=has_mask)
+        _launch("backward_dh", cfg, x, y, dz, m, h, wlu, glob, wgu, dh_pre, dg_part, dbd_part, dhg_part, count_part,
+                T, E, H, n_dh_tiles, d["tile_t"], *x.stride(), *y.stride(), *dz.stride(), smb, smt,
+                *wlu.stride(), *wgu.stride(), HAS_MASK=has_mask)
     if n_splits > 0:
-        _launch("backward", cfg, x, y, dz, dx, dy, wld, wlu, glob, dgs, m, h, dh_pre, dwu_part, dwd_part,
-                T, E, H, dw["n_t_tiles"], dw["n_tiles"], dw["tiles_per_split"],
+        _launch("backward", cfg, x, y, dz, dx, dy, wld, wlu, wgd, glob, dhg_part, count_part, m, h, dh_pre,
+                dwu_part, dwd_part, T, E, H, dw["n_t_tiles"], dw["n_tiles"], dw["tiles_per_split"], n_dh_tiles,
                 *x.stride(), *y.stride(), *dz.stride(), *dx.stride(), *dy.stride(), smb, smt,
-                *wld.stride(), *wlu.stride(), HAS_MASK=has_mask)
-    _launch("finalize", cfg, dwu_part, dwd_part, dbd_part, d_wld, d_bld, d_wlu, E, H, n_splits, n_tiles)
+                *wld.stride(), *wlu.stride(), *wgd.stride(), HAS_MASK=has_mask)
+    _launch("finalize", cfg, dwu_part, dwd_part, dbd_part, dg_part, dhg_part, g, glob, *grads,
+            B, E, H, n_splits, n_tiles, n_dh_tiles)
     return [dx, dy] + grads

@@ -83,12 +83,11 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
         "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "BLOCK_H": 64, "num_warps": 4},
         "forward": dict(tile),
         "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4),
-        "global_backward": {"grid": (triton.cdiv(E, 16),), "BLOCK_B": 16, "BLOCK_E": 16, "BLOCK_T": 32,
-                            "H_PAD": h_pad, "DOT_PRECISION": precision, "num_warps": 4},
         "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8,
                          num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
                          n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
-        "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "H_PAD": h_pad, "num_warps": 4},
+        "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "BLOCK_B": 16, "H_PAD": h_pad,
+                     "DOT_PRECISION": precision, "num_warps": 4},
     }
 
 
@@ -96,7 +95,6 @@ CONSTEXPRS = {  # the constexpr arguments each kernel takes from its launch_conf
     "pool": ("BLOCK_T", "BLOCK_E", "BLOCK_H"),
     "forward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
     "backward_dh": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
-    "global_backward": ("BLOCK_B", "BLOCK_E", "BLOCK_T", "H_PAD", "DOT_PRECISION"),
     "backward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
-    "finalize": ("BLOCK_E", "H_PAD"),
+    "finalize": ("BLOCK_E", "BLOCK_B", "H_PAD", "DOT_PRECISION"),
 }
