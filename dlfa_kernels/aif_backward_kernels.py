@@ -64,8 +64,8 @@ def _aif_backward_dh_kernel(
     tl.debug_barrier()  # makes this program's DG_PART row visible to all its threads
     dhg_a = tl.zeros([HA], dtype=tl.float32)
     dhg_b = tl.zeros([HB], dtype=tl.float32)
-    for e0 in range(0, E, BLOCK_E):
-        offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
+    for e0 in range(0, E, 16):  # 16 rows of global_up at a time: few registers
+        offs_e = (e0 + tl.arange(0, 16)).to(tl.int64)
         e_ok = offs_e < E
         d_big_g = tl.load(DG_PART + pid * E + offs_e, mask=e_ok, other=0.0)
         wgu_a = load_cols(WGU, offs_e, e_ok, offs_ha, offs_ha < H, stride_wgue, stride_wguh).to(tl.float32)
@@ -185,14 +185,15 @@ def _aif_backward_finalize_kernel(
     DWU_PART, DWD_PART, DBD_PART, DG_PART, DHG_PART, G, GLOB,
     D_WLD, D_BLD, D_WLU, D_BLU, D_WGD, D_BGD, D_WGU, D_BGU,
     B, E, H, n_splits, n_tiles, n_dh_tiles,
-    BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr, H_PAD: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, H_PAD: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """All eight parameter gradients, each written once in its own dtype; grid (cdiv(E, BLOCK_E),).
 
     Program p owns columns e of every E-indexed gradient: it sums the splits' partials of both local
     weights, and from the backward_dh tiles' partials (tile b·n_dh_tiles + i of sequence b) forms
-    dG = Σ_i DG_PART (B, E chunk) and dhg = (Σ_i DHG_PART) ⊙ [hg > 0] (B, H; every program sums the
-    H-wide rows again) for global_up.weight[chunk] = dGᵀ·hg, global_up.bias[chunk] = local_up.bias[chunk]
+    dG = Σ_i DG_PART (B, E chunk) and dhg = (Σ_i DHG_PART) ⊙ [hg > 0] (B, H in blocks of BLOCK_H; every
+    program sums these rows again) for global_up.weight[chunk] = dGᵀ·hg, global_up.bias[chunk] = local_up.bias[chunk]
     = Σ_b dG and global_down.weight[:, chunk] = dhgᵀ·g (tensor cores for fp16/bf16, g halved to stay in
     range). Program 0 also writes the two H-long biases. hg = GLOB[:, E:]; weight gradients contiguous.
     Sums run in a fixed order: deterministic.
@@ -213,34 +214,40 @@ def _aif_backward_finalize_kernel(
         acc += tl.load(DWD_PART + s * E * H + part, mask=ok_eh, other=0.0)
     tl.store(D_WLD + offs_h[None, :] * E + offs_e[:, None], acc.to(D_WLD.dtype.element_ty), mask=ok_eh)
     op = D_WGD.dtype.element_ty
-    acc_wgu = tl.zeros([BLOCK_E, H_PAD], dtype=tl.float32)
-    acc_wgd = tl.zeros([H_PAD, BLOCK_E], dtype=tl.float32)
-    db = tl.zeros([BLOCK_E], dtype=tl.float32)
-    dbg = tl.zeros([H_PAD], dtype=tl.float32)
-    for b0 in range(0, B, BLOCK_B):
-        offs_b = (b0 + tl.arange(0, BLOCK_B)).to(tl.int64)
-        b_ok = offs_b < B
-        d_big_g = tl.zeros([BLOCK_B, BLOCK_E], dtype=tl.float32)
-        dhg = tl.zeros([BLOCK_B, H_PAD], dtype=tl.float32)
-        for i in range(0, n_dh_tiles):
-            tiles = offs_b * n_dh_tiles + i
-            d_big_g += load_cols(DG_PART, tiles, b_ok, offs_e, e_ok, E, 1)
-            dhg += load_cols(DHG_PART, tiles, b_ok, offs_h, h_ok, H, 1)
-        hg = load_cols(GLOB + E, offs_b, b_ok, offs_h, h_ok, E + H, 1)
-        dhg = tl.where(hg <= 0, 0.0, dhg)
-        g_half = (load_cols(G, offs_b, b_ok, offs_e, e_ok, E, 1) * 0.5).to(op)
-        acc_wgu = tl.dot(tl.trans(d_big_g.to(op)), hg.to(op), acc_wgu, input_precision=DOT_PRECISION)
-        acc_wgd = tl.dot(tl.trans(dhg.to(op)), g_half, acc_wgd, input_precision=DOT_PRECISION)
-        db += tl.sum(d_big_g, axis=0)
-        dbg += tl.sum(dhg, axis=0)
-    tl.store(D_WGU + part, acc_wgu.to(D_WGU.dtype.element_ty), mask=ok_eh)
-    tl.store(D_WGD + offs_h[:, None] * E + offs_e[None, :], (2.0 * acc_wgd).to(op),
-             mask=h_ok[:, None] & e_ok[None, :])
-    tl.store(D_BGU + offs_e, db.to(D_BGU.dtype.element_ty), mask=e_ok)
-    tl.store(D_BLU + offs_e, db.to(D_BLU.dtype.element_ty), mask=e_ok)
+    for h0 in range(0, H, BLOCK_H):  # H in blocks: few registers
+        offs_k = h0 + tl.arange(0, BLOCK_H)
+        k_ok = offs_k < H
+        acc_wgu = tl.zeros([BLOCK_E, BLOCK_H], dtype=tl.float32)
+        acc_wgd = tl.zeros([BLOCK_H, BLOCK_E], dtype=tl.float32)
+        db = tl.zeros([BLOCK_E], dtype=tl.float32)
+        dbg = tl.zeros([BLOCK_H], dtype=tl.float32)
+        for b0 in range(0, B, BLOCK_B):
+            offs_b = (b0 + tl.arange(0, BLOCK_B)).to(tl.int64)
+            b_ok = offs_b < B
+            d_big_g = tl.zeros([BLOCK_B, BLOCK_E], dtype=tl.float32)
+            dhg = tl.zeros([BLOCK_B, BLOCK_H], dtype=tl.float32)
+            for i in range(0, n_dh_tiles):
+                tiles = offs_b * n_dh_tiles + i
+                d_big_g += load_cols(DG_PART, tiles, b_ok, offs_e, e_ok, E, 1)
+                dhg += load_cols(DHG_PART, tiles, b_ok, offs_k, k_ok, H, 1)
+            hg = load_cols(GLOB + E, offs_b, b_ok, offs_k, k_ok, E + H, 1)
+            dhg = tl.where(hg <= 0, 0.0, dhg)
+            g_half = (load_cols(G, offs_b, b_ok, offs_e, e_ok, E, 1) * 0.5).to(op)
+            acc_wgu = tl.dot(tl.trans(d_big_g.to(op)), hg.to(op), acc_wgu, input_precision=DOT_PRECISION)
+            acc_wgd = tl.dot(tl.trans(dhg.to(op)), g_half, acc_wgd, input_precision=DOT_PRECISION)
+            db += tl.sum(d_big_g, axis=0)
+            dbg += tl.sum(dhg, axis=0)
+        tl.store(D_WGU + offs_e[:, None] * H + offs_k[None, :], acc_wgu.to(D_WGU.dtype.element_ty),
+                 mask=e_ok[:, None] & k_ok[None, :])
+        tl.store(D_WGD + offs_k[:, None] * E + offs_e[None, :], (2.0 * acc_wgd).to(op),
+                 mask=k_ok[:, None] & e_ok[None, :])
+        if h0 == 0:
+            tl.store(D_BGU + offs_e, db.to(D_BGU.dtype.element_ty), mask=e_ok)
+            tl.store(D_BLU + offs_e, db.to(D_BLU.dtype.element_ty), mask=e_ok)
+        if pid == 0:
+            tl.store(D_BGD + offs_k, dbg.to(D_BGD.dtype.element_ty), mask=k_ok)
     if pid == 0:
         dbd = tl.zeros([H_PAD], dtype=tl.float32)
         for i in range(0, n_tiles):
             dbd += tl.load(DBD_PART + i * H + offs_h, mask=h_ok, other=0.0)
         tl.store(D_BLD + offs_h, dbd.to(D_BLD.dtype.element_ty), mask=h_ok)
-        tl.store(D_BGD + offs_h, dbg.to(D_BGD.dtype.element_ty), mask=h_ok)

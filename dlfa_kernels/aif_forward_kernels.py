@@ -49,7 +49,7 @@ def _aif_pool_kernel(
 
 @triton.jit
 def _aif_forward_kernel(
-    X, Y, Z, WD, BD, WU, HG_PART, BGD, WGU, BGU, BLU, H_OUT, GLOB,
+    X, Y, Z, WD, BD, WU, HG_PART, BGD, WGU, BGU, BLU, H_OUT, GLOB, GB_TILE,
     T, E, H, n_t_tiles, tile_t, n_g_chunks,
     stride_xb, stride_xt, stride_xe,
     stride_yb, stride_yt, stride_ye,
@@ -60,15 +60,15 @@ def _aif_forward_kernel(
 ):
     """Z for one tile of tile_t ≤ BLOCK_M tokens of one sequence; grid (B · n_t_tiles,).
 
-    Every program finishes the global branch of its sequence: hg = relu(Σ_c HG_PART[b, c] + bgd) (H)
-    and, per E chunk, gb = hg·global_upᵀ + biases (vector-matrix, CUDA cores). The local hidden
-    h = relu(W·wdᵀ + bd) goes to H_OUT (N, H) in X's dtype; the sequence's first tile writes gb and
-    hg to GLOB (B, E + H) fp32 — both kept for the backward.
+    Every program first finishes the global branch of its sequence: hg = relu(Σ_c HG_PART[b, c] + bgd)
+    (H) and gb = hg·global_upᵀ + biases (E; vector-matrix, CUDA cores) into its row of GB_TILE (tiles, E)
+    fp32, read back per E chunk; the sequence's first tile also writes gb and hg to GLOB (B, E + H) fp32.
+    The local hidden h = relu(W·wdᵀ + bd) goes to H_OUT (N, H) in X's dtype. GLOB and h are kept for
+    the backward.
     """
     pid = tl.program_id(0).to(tl.int64)
     b = pid // n_t_tiles
     first = pid % n_t_tiles == 0
-    offs_t, t_ok = tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
     offs_ha = tl.arange(0, HA)
     offs_hb = HA + tl.arange(0, HB)
     ha_ok = offs_ha < H
@@ -78,10 +78,21 @@ def _aif_forward_kernel(
     hg_b = tl.load(BGD + offs_hb, mask=hb_ok, other=0.0).to(tl.float32)
     for c in range(0, n_g_chunks):
         hg_a += tl.load(HG_PART + (b * n_g_chunks + c) * H + offs_ha, mask=ha_ok, other=0.0)
-        if SPLIT_H:
-            hg_b += tl.load(HG_PART + (b * n_g_chunks + c) * H + offs_hb, mask=hb_ok, other=0.0)
+        hg_b += tl.load(HG_PART + (b * n_g_chunks + c) * H + offs_hb, mask=hb_ok, other=0.0)
     hg_a = relu(hg_a)
     hg_b = relu(hg_b)
+    if first:
+        tl.store(glob + E + offs_ha, hg_a, mask=ha_ok)
+        tl.store(glob + E + offs_hb, hg_b, mask=hb_ok)
+    for e0 in range(0, E, 16):  # 16 rows of global_up at a time: few registers
+        offs_e = (e0 + tl.arange(0, 16)).to(tl.int64)
+        e_ok = offs_e < E
+        gb = global_up_chunk(WGU, BGU, BLU, hg_a, hg_b, offs_e, e_ok, H, stride_wgue, stride_wguh, HA, HB, SPLIT_H)
+        tl.store(GB_TILE + pid * E + offs_e, gb, mask=e_ok)
+        if first:
+            tl.store(glob + offs_e, gb, mask=e_ok)
+    tl.debug_barrier()  # makes this program's GB_TILE row visible to all its threads
+    offs_t, t_ok = tile_tokens(pid % n_t_tiles, tile_t, T, BLOCK_M)
     h_a, h_b = local_hidden(X, Y, WD, BD, b, offs_t, t_ok, E, H,
                             stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
                             stride_wdh, stride_wde, BLOCK_M, BLOCK_E, HA, HB, SPLIT_H, DOT_PRECISION)
@@ -89,16 +100,10 @@ def _aif_forward_kernel(
     tl.store(H_OUT + rows[:, None] * H + offs_ha[None, :], h_a, mask=t_ok[:, None] & ha_ok[None, :])
     if SPLIT_H:
         tl.store(H_OUT + rows[:, None] * H + offs_hb[None, :], h_b, mask=t_ok[:, None] & hb_ok[None, :])
-    if first:
-        tl.store(glob + E + offs_ha, hg_a, mask=ha_ok)
-        if SPLIT_H:
-            tl.store(glob + E + offs_hb, hg_b, mask=hb_ok)
     for e0 in range(0, E, BLOCK_E):
         offs_e = (e0 + tl.arange(0, BLOCK_E)).to(tl.int64)
         e_ok = offs_e < E
-        gb = global_up_chunk(WGU, BGU, BLU, hg_a, hg_b, offs_e, e_ok, H, stride_wgue, stride_wguh, HA, HB, SPLIT_H)
-        if first:
-            tl.store(glob + offs_e, gb, mask=e_ok)
+        gb = tl.load(GB_TILE + pid * E + offs_e, mask=e_ok, other=0.0)
         gate, x, y, _, _, ok = chunk_gate(X, Y, WU, gb, b, offs_t, t_ok, offs_e, e_ok, h_a, h_b, H,
                                           stride_xb, stride_xt, stride_xe, stride_yb, stride_yt, stride_ye,
                                           stride_wue, stride_wuh, HA, HB, SPLIT_H, DOT_PRECISION)

@@ -98,7 +98,8 @@ def aif_forward(x, y, mask, params):
     _launch("pool", cfg, x, y, m, wgd, g, hg_part, T, E, H, *x.stride(), *y.stride(), smb, smt, *wgd.stride(),
             HAS_MASK=has_mask)
     f = cfg["forward"]  # T = 0 still runs one empty tile a sequence: it finishes the global branch
-    _launch("forward", cfg, x, y, z, wld, bld, wlu, hg_part, bgd, wgu, bgu, blu, h, glob,
+    gb_tile = torch.empty((f["grid"][0], E), device=dev, dtype=f32)
+    _launch("forward", cfg, x, y, z, wld, bld, wlu, hg_part, bgd, wgu, bgu, blu, h, glob, gb_tile,
             T, E, H, f["n_t_tiles"], f["tile_t"], n_g_chunks,
             *x.stride(), *y.stride(), *z.stride(), *wld.stride(), *wlu.stride(), *wgu.stride())
     return z, (g, h, glob)

@@ -6,9 +6,9 @@ import torch
 import triton
 
 # The fewest programs a token-tiled launch is split into, as a fraction of the SMs. Each token tile
-# re-reads both E×H local weights from L2, so past this the time model (benchmarks/traffic.py) pays
-# more for the re-reads than it gains from the idle SMs it fills: at mBERT-base (bf16) 64 tiles of 64
-# rows model 8.4 µs, 96 tiles of 43 tokens 10.3 µs, 160 tiles of 26 tokens (v2) 13.9 µs.
+# re-reads the E×H weights from L2, so past this the time model (benchmarks/traffic.py) pays more for
+# the re-reads than it gains from the idle SMs it fills: at mBERT-base bf16 the forward kernel models
+# 10.5 µs in 64 tiles of 64 rows, 13.4 µs in 96 tiles (a fraction of 0.5), 19.1 µs in 160 (1.0, v2's).
 MIN_PROGRAMS_PER_SM = 0.25
 
 
@@ -61,9 +61,12 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     wide = ha + hb >= 192
     precision = dot_precision(dtype)
     min_programs = max(1, int(n_sm * MIN_PROGRAMS_PER_SM))
-    # the most rows a compiled forward / backward_dh holds in 255 registers (fp32 "ieee" dots run on FMA units)
+    # the most rows a compiled forward / backward_dh holds in 255 registers (fp32 "ieee" dots run on FMA units,
+    # operands in registers)
     most = 64 if half and hopper else 32 if half or wide else 16
     n_t, tile_t, rows = token_tiles(B, T, min_programs, most)
+    # fp32 dh and dS·wu of 32 rows spill: fp32 backward_dh tiles are 16 rows
+    dh_n_t, dh_tile_t, dh_rows = (n_t, tile_t, rows) if half else token_tiles(B, T, min_programs, 16)
     block_e = 64 if half and ha + hb >= 64 else 32
     tile = {
         "BLOCK_E": block_e, "HA": ha, "HB": max(hb, 16), "SPLIT_H": hb > 0, "DOT_PRECISION": precision,
@@ -74,7 +77,7 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     dw_n_t = triton.cdiv(T, dw_rows)
     dw_tiles = B * dw_n_t
     # fp32 "ieee" dots run on FMA units, operands in registers
-    dw_block_e = (64 if hopper else 32) if half else 16
+    dw_block_e = (64 if hopper else 16) if half else 16
     n_e = triton.cdiv(E, dw_block_e)
     splits = min(dw_tiles, max(1, n_sm // n_e))
     per_split = triton.cdiv(dw_tiles, splits) if splits else 0
@@ -82,12 +85,15 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     return {
         "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "BLOCK_H": 64, "num_warps": 4},
         "forward": dict(tile),
-        "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4),
-        "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8,
+        # 64 rows of dh over H = 256 leave no registers for 64-wide E chunks
+        "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4,
+                            BLOCK_E=32 if ha + hb >= 256 or not hopper else block_e, BLOCK_M=dh_rows,
+                            grid=(B * dh_n_t,), n_t_tiles=dh_n_t, tile_t=dh_tile_t),
+        "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8 if half or wide else 4,
                          num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
                          n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
-        "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "BLOCK_B": 16, "H_PAD": h_pad,
-                     "DOT_PRECISION": precision, "num_warps": 4},
+        "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "BLOCK_B": 16, "BLOCK_H": min(64, h_pad),
+                     "H_PAD": h_pad, "DOT_PRECISION": precision, "num_warps": 8},
     }
 
 
@@ -96,5 +102,5 @@ CONSTEXPRS = {  # the constexpr arguments each kernel takes from its launch_conf
     "forward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
     "backward_dh": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
     "backward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
-    "finalize": ("BLOCK_E", "BLOCK_B", "H_PAD", "DOT_PRECISION"),
+    "finalize": ("BLOCK_E", "BLOCK_B", "BLOCK_H", "H_PAD", "DOT_PRECISION"),
 }
