@@ -23,6 +23,7 @@ Backward, 3 launches (``aif_backward_kernels``):
 Every matrix product with more than one row runs as ``tl.dot`` (tensor cores for fp16/bf16; fp32
 follows torch's tf32 setting); the per-sequence vector-matrix products of the global branch (one row
 each) run on CUDA cores inside the pool, forward and backward_dh kernels.
+
 W = X + Y is never formed in the input dtype: the GEMM operand is W/2 (rounded once, like W, and
 within range wherever X and Y are), the product doubled in fp32; the mean and every other use of W
 is fp32. The hidden width H is covered by two power-of-two column blocks (192 = 128 + 64) instead
@@ -34,7 +35,7 @@ import torch
 
 from .aif_backward_kernels import _aif_backward_dh_kernel, _aif_backward_finalize_kernel, _aif_backward_kernel
 from .aif_forward_kernels import _aif_forward_kernel, _aif_pool_kernel
-from .aif_launch_config import CONSTEXPRS, dot_precision, hidden_blocks, launch_config, token_tiles  # noqa: F401
+from .aif_launch_config import CONSTEXPRS, launch_config
 
 try:  # torch >= 2.6: kernels launched through it are traceable by torch.compile
     from torch.library import wrap_triton as _wrap
