@@ -4,7 +4,9 @@ Two ops, ``dlfa::aif_forward`` -> (z, g, h, gate) and ``dlfa::aif_backward`` -> 
 each running the backend named by its last argument ("triton" or "torch"). The
 mask is optional (None: plain mean over T). Both backends save X, Y, the mask, the
 parameters and g (B×E) for backward; the torch backend also keeps h (B×T×H) and the
-gate (B×T×E), which the triton backend returns empty and recomputes in its kernels.
+gate (B×T×E). The triton backend keeps h (B×T×H, in the input dtype) and, in the
+gate's place, the global branch's gb = G + local_up.bias and hidden hg: (B, E + H);
+its kernels recompute the gate.
 
 Gradients are the exact derivative of the forward. The ops carry no forward-mode
 or double-backward formula, so :func:`aif` computes with differentiable torch ops
@@ -40,11 +42,12 @@ else:
 
 
 def _forward_triton(x, y, mask, params):
-    return _kernels.aif_forward(x, y, mask, params)
+    z, (g, h, glob) = _kernels.aif_forward(x, y, mask, params)
+    return z, g, h, glob
 
 
-def _backward_triton(dz, x, y, mask, params, g):
-    return _kernels.aif_backward(dz, x, y, mask, params, g)
+def _backward_triton(dz, x, y, mask, params, g, h, glob):
+    return _kernels.aif_backward(dz, x, y, mask, params, (g, h, glob))
 
 
 @_define("dlfa::aif_forward")
@@ -55,12 +58,12 @@ def aif_forward(
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """z: (B, T, E) in x's dtype; g: (B, E) the masked mean of X + Y (fp32; fp64 for fp64 x);
-    h: (B, T, H) and gate: (B, T, E) in g's dtype from the torch backend, empty from triton."""
+    h: (B, T, H) and gate: (B, T, E) in g's dtype from the torch backend; from triton h: (B, T, H)
+    in x's dtype and, in the gate's place, (B, E + H) fp32: gb = G + local_up.bias, then hg."""
     params = (local_down_weight, local_down_bias, local_up_weight, local_up_bias,
               global_down_weight, global_down_bias, global_up_weight, global_up_bias)
     if backend == "triton":
-        z, g = _forward_triton(x, y, mask, params)
-        return z, g, g.new_empty(0), g.new_empty(0)
+        return _forward_triton(x, y, mask, params)
     return aif_forward_torch(x, y, mask, params)
 
 
@@ -69,9 +72,11 @@ def _(x, y, mask, local_down_weight, *rest):
     backend = rest[-1]
     (B, T, E), H = x.shape, local_down_weight.shape[0]
     acc = accumulation_dtype(x.dtype)
-    kept = ((B, T, H), (B, T, E)) if backend == "torch" else ((0,), (0,))
-    return (x.new_empty(x.shape), x.new_empty((B, E), dtype=acc),
-            *(x.new_empty(shape, dtype=acc) for shape in kept))
+    if backend == "torch":
+        kept = (x.new_empty((B, T, H), dtype=acc), x.new_empty((B, T, E), dtype=acc))
+    else:
+        kept = (x.new_empty((B, T, H)), x.new_empty((B, E + H), dtype=acc))
+    return (x.new_empty(x.shape), x.new_empty((B, E), dtype=acc), *kept)
 
 
 @_define("dlfa::aif_backward")
@@ -87,7 +92,7 @@ def aif_backward(
     params = (local_down_weight, local_down_bias, local_up_weight, local_up_bias,
               global_down_weight, global_down_bias, global_up_weight, global_up_bias)
     if backend == "triton":
-        return _backward_triton(dz, x, y, mask, params, g)
+        return _backward_triton(dz, x, y, mask, params, g, h, gate)
     return list(aif_backward_torch(dz, x, y, mask, params, g, h, gate))
 
 

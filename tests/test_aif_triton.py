@@ -13,6 +13,7 @@ SHAPES = [  # B, T, E, reduction
     (2, 130, 96, 4),
     (3, 17, 40, 5),
     (2, 9, 96, 3),
+    (18, 5, 40, 4),  # two blocks of 16 sequences in the kernels that loop over sequences
 ]
 
 

@@ -1,0 +1,106 @@
+"""Tile sizes, grids and options of every AIF kernel launch (no autotuning: a fixed table, checked
+spill-free by tests/aot_compile.py and costed by benchmarks/traffic.py)."""
+from __future__ import annotations
+
+import torch
+import triton
+
+# The fewest programs a token-tiled launch is split into, as a fraction of the SMs. Each token tile
+# re-reads the E×H weights from L2, so past this the time model (benchmarks/traffic.py) pays more for
+# the re-reads than it gains from the idle SMs it fills: at mBERT-base bf16 the forward kernel models
+# 10.5 µs in 64 tiles of 64 rows, 13.4 µs in 96 tiles (a fraction of 0.5), 19.1 µs in 160 (1.0, v2's).
+MIN_PROGRAMS_PER_SM = 0.25
+
+
+def hidden_blocks(H: int) -> tuple[int, int]:
+    """Two power-of-two column blocks covering H (HA, HB), HB = 0 when one block is as small.
+
+    192 -> (128, 64), 96 -> (64, 32), 256 -> (256, 0), 10 -> (16, 0).
+    """
+    full = max(16, triton.next_power_of_2(H))
+    first = max(16, full // 2)
+    if H <= first:
+        return full, 0
+    second = max(16, triton.next_power_of_2(H - first))
+    return (first, second) if first + second < full else (full, 0)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 dots follow torch's matmul setting, as nn.Linear does ("ieee" unless tf32 is allowed)."""
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def token_tiles(B: int, T: int, min_programs: int, most: int) -> tuple[int, int, int]:
+    """(tiles per sequence, tokens per tile, rows per tile) of a token-tiled kernel.
+
+    The fewest tiles of at most ``most`` rows that still give ``min_programs`` programs (B · tiles);
+    tiles stay inside one sequence; a tile of 26 tokens computes 32 rows (rows: a power of two, ≥ 16).
+    T = 0 gives one empty tile a sequence (the per-sequence work of the token-tiled kernels still runs).
+    """
+    if T == 0:
+        return 1, 1, 16
+    tiles = min(max(triton.cdiv(T, most), triton.cdiv(min_programs, max(B, 1))), triton.cdiv(T, 16))
+    tile_t = triton.cdiv(T, tiles)
+    tiles = triton.cdiv(T, tile_t)
+    return tiles, tile_t, max(16, triton.next_power_of_2(tile_t))
+
+
+def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int, hopper: bool = True) -> dict:
+    """Tile sizes, grids and options of every launch of one forward and one backward.
+
+    Keyed on E, H and dtype, and on B·T only through the token-tile height and the number of
+    token splits of the weight-gradient kernel (one wave of ``n_sm`` programs). ``hopper``: sm_90 or
+    later, whose wgmma (64-row tiles) keeps dot operands in shared memory; before it the token tiles
+    are shorter and the weight-gradient kernel takes narrower E chunks to stay within 255 registers.
+    """
+    half = dtype != torch.float32
+    ha, hb = hidden_blocks(H)
+    h_pad = max(16, triton.next_power_of_2(H))
+    wide = ha + hb >= 192
+    precision = dot_precision(dtype)
+    min_programs = max(1, int(n_sm * MIN_PROGRAMS_PER_SM))
+    # the most rows a compiled forward / backward_dh holds in 255 registers (fp32 "ieee" dots run on FMA units,
+    # operands in registers)
+    most = 64 if half and hopper else 32 if half or wide else 16
+    n_t, tile_t, rows = token_tiles(B, T, min_programs, most)
+    # fp32 dh and dS·wu of 32 rows spill: fp32 backward_dh tiles are 16 rows
+    dh_n_t, dh_tile_t, dh_rows = (n_t, tile_t, rows) if half else token_tiles(B, T, min_programs, 16)
+    block_e = 64 if half and ha + hb >= 64 else 32
+    tile = {
+        "BLOCK_E": block_e, "HA": ha, "HB": max(hb, 16), "SPLIT_H": hb > 0, "DOT_PRECISION": precision,
+        "num_warps": 8 if wide else 4, "num_stages": 2 if half else 1, "BLOCK_M": rows,
+        "grid": (B * n_t,), "n_t_tiles": n_t, "tile_t": tile_t,
+    }
+    dw_rows = min(32 if half else 16, max(16, triton.next_power_of_2(max(T, 1))))
+    dw_n_t = triton.cdiv(T, dw_rows)
+    dw_tiles = B * dw_n_t
+    # fp32 "ieee" dots run on FMA units, operands in registers
+    dw_block_e = (64 if hopper else 16) if half else 16
+    n_e = triton.cdiv(E, dw_block_e)
+    splits = min(dw_tiles, max(1, n_sm // n_e))
+    per_split = triton.cdiv(dw_tiles, splits) if splits else 0
+    splits = triton.cdiv(dw_tiles, per_split) if per_split else 0
+    return {
+        "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "BLOCK_H": 64, "num_warps": 4},
+        "forward": dict(tile),
+        # 64 rows of dh over H = 256 leave no registers for 64-wide E chunks
+        "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4,
+                            BLOCK_E=32 if ha + hb >= 256 or not hopper else block_e, BLOCK_M=dh_rows,
+                            grid=(B * dh_n_t,), n_t_tiles=dh_n_t, tile_t=dh_tile_t),
+        "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8 if half or wide else 4,
+                         num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
+                         n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
+        "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "BLOCK_B": 16, "BLOCK_H": min(64, h_pad),
+                     "H_PAD": h_pad, "DOT_PRECISION": precision, "num_warps": 8},
+    }
+
+
+CONSTEXPRS = {  # the constexpr arguments each kernel takes from its launch_config entry
+    "pool": ("BLOCK_T", "BLOCK_E", "BLOCK_H"),
+    "forward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
+    "backward_dh": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
+    "backward": ("BLOCK_M", "BLOCK_E", "HA", "HB", "SPLIT_H", "DOT_PRECISION"),
+    "finalize": ("BLOCK_E", "BLOCK_B", "BLOCK_H", "H_PAD", "DOT_PRECISION"),
+}
