@@ -5,12 +5,12 @@ Run as a script (not under the interpreter)::
     python tests/aot_compile.py [90 80] [--sets ci,gpu-tests,benchmarks,mma] [--full] [--count]
 
 The launchers run on empty CPU tensors of real shapes (never touched, so a tensor past 2**31
-elements costs no memory) with the kernel launch replaced by a recorder; each recorded argument
-list is specialised the way Triton's JIT specialises a real launch (integer 1 -> constant,
+elements costs no memory) with Triton's ``JITFunction.run`` replaced by a recorder; each recorded
+argument list is specialised the way Triton's JIT specialises a real launch (integer 1 -> constant,
 integers and pointers divisible by 16 -> ``tt.divisibility`` 16, integers past 2**31 -> i64),
 compiled for the target, and its cubin read with the ``cuobjdump`` Triton ships.
 
-Sets of launch cases (default: all four; ``--full`` adds every tile height, see ``full_cases``):
+Sets of launch cases (default: all four; ``--full`` adds every tile height, see ``full_jobs``):
 
 - ``ci``: the token-tiled kernels for every dtype at E = 384, 768, 1024 with their widest tiles and
   bf16 with mBERT-base's tiles (sm_90 and sm_80); the other kernels (bf16, fp32) and the
