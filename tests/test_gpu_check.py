@@ -89,7 +89,7 @@ def test_gpu_check_default_limits_fit_nine_minutes_with_the_gpu_tests_sized_by_t
     limits = {line.split()[0]: int(line.split()[1].rstrip("s")) for line in steps}
     assert list(limits) == STEPS and sum(limits.values()) < 9 * 60
     kernels = int(re.search(r"30 s \+ 1 s x (\d+) kernel specialisations", steps[STEPS.index("gpu-tests")]).group(1))
-    assert kernels > 100 and limits["gpu-tests"] == 30 + kernels
+    assert kernels > 0 and limits["gpu-tests"] == 30 + kernels
 
 
 def test_gpu_check_without_output_folder_is_a_usage_error():
