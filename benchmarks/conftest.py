@@ -1,12 +1,18 @@
 """Benchmark fixtures and hooks: the measured copy bandwidth, versions recorded in the JSON,
-and two options that keep a run inside a time limit:
+the order of the cases, and three options that keep a run inside a time limit.
+
+Order: shape by shape in the order of ``SHAPES``, in each shape the providers in the order of
+``PROVIDERS`` (the fused op and torch.compile first); then the torch.compile max-autotune cases
+(``AUTOTUNE``), whose cold compile can take minutes, after every other case, shape by shape.
+``pytest benchmarks/ --collect-only`` lists them in that order.
 
 - ``--bench-select NAME=V1,V2`` (repeatable) keeps only the cases whose parameter NAME
   (provider, which, dtype_name, shape_name, masked; aif_backend) is one of the values;
   cases without that parameter stay;
-- ``--bench-budget SECONDS`` skips, with that reason, every case that would start after
-  SECONDS of the session. Cases run shape by shape in the order of ``SHAPES``, so a
-  budget cuts the last shapes, never the first.
+- ``--bench-budget SECONDS`` skips, with that reason, every case but max-autotune's that would
+  start after SECONDS of the session: a budget cuts the last shapes, never the first;
+- ``--autotune-budget SECONDS`` likewise for the max-autotune cases, counted from the start of
+  the first of them.
 """
 from __future__ import annotations
 
@@ -18,9 +24,10 @@ import time
 import pytest
 import torch
 
-from bench_utils import ON_GPU, PROVIDERS, SHAPES, gpu_median_ms
+from bench_utils import AUTOTUNE, ON_GPU, PROVIDERS, SHAPES, gpu_median_ms
 
 _SESSION_START = time.monotonic()
+_AUTOTUNE_START = []  # when the first max-autotune case started
 
 
 def pytest_addoption(parser):
@@ -30,7 +37,10 @@ def pytest_addoption(parser):
                          "is one of the values; repeatable, e.g. --bench-select dtype_name=bf16 "
                          "--bench-select masked=True")
     group.addoption("--bench-budget", type=float, default=None, metavar="SECONDS",
-                    help="skip the cases that would start after SECONDS of the session (they say so)")
+                    help="skip the cases (but max-autotune's) that would start after SECONDS of the session "
+                         "(they say so)")
+    group.addoption("--autotune-budget", type=float, default=None, metavar="SECONDS",
+                    help="skip the max-autotune cases that would start after SECONDS from the first of them")
 
 
 def _selection(config) -> dict[str, set[str]]:
@@ -43,24 +53,29 @@ def _selection(config) -> dict[str, set[str]]:
     return wanted
 
 
+def _params(item) -> dict:
+    return getattr(getattr(item, "callspec", None), "params", {})
+
+
 def _order(item) -> tuple:
-    params = getattr(getattr(item, "callspec", None), "params", {})
+    params = _params(item)
     shape = params.get("shape_name")
     provider = params.get("provider")
-    return (list(SHAPES).index(shape) if shape in SHAPES else len(SHAPES),
+    return (provider == AUTOTUNE,
+            list(SHAPES).index(shape) if shape in SHAPES else len(SHAPES),
             PROVIDERS.index(provider) if provider in PROVIDERS else len(PROVIDERS))
 
 
 def pytest_collection_modifyitems(config, items):
     wanted = _selection(config)
-    all_params = {name for item in items for name in getattr(getattr(item, "callspec", None), "params", {})}
+    all_params = {name for item in items for name in _params(item)}
     unknown = sorted(set(wanted) - all_params)
     if unknown:
         raise pytest.UsageError(f"--bench-select: no benchmark has the parameter(s) {unknown}; "
                                 f"known: {sorted(all_params)}")
     keep, drop = [], []
     for item in items:  # a selection applies to the cases that have that parameter
-        params = getattr(getattr(item, "callspec", None), "params", {})
+        params = _params(item)
         ok = all(str(params[name]) in values for name, values in wanted.items() if name in params)
         (keep if ok else drop).append(item)
     if drop:
@@ -69,9 +84,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_runtest_setup(item):
-    budget = item.config.getoption("--bench-budget")
-    if budget is not None and time.monotonic() - _SESSION_START > budget:
-        pytest.skip(f"time budget of {budget:g} s spent (--bench-budget)")
+    now = time.monotonic()
+    if _params(item).get("provider") == AUTOTUNE:
+        if not _AUTOTUNE_START:
+            _AUTOTUNE_START.append(now)
+        option, start = "--autotune-budget", _AUTOTUNE_START[0]
+    else:
+        option, start = "--bench-budget", _SESSION_START
+    budget = item.config.getoption(option)
+    if budget is not None and now - start > budget:
+        pytest.skip(f"time budget of {budget:g} s spent ({option})")
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,13 @@
 # and their report, all into one folder.   Usage: benchmarks/gpu_check.sh OUT_DIR [--dry-run]
 #
 # Every step runs under a time limit and the script goes on past a failing one; the limits
-# add up to under 8 minutes. OUT_DIR/summary.txt lists each step's status; the exit code is
+# add up to under 9 minutes. OUT_DIR/summary.txt lists each step's status; the exit code is
 # 0 when every step passed, 1 when one did not, 2 for a usage error, 3 when there is no
-# CUDA GPU (checked first: nothing else runs). --dry-run prints the steps and runs none.
+# CUDA GPU (checked first: nothing else runs). --dry-run prints the steps and the order of the
+# benchmark cases (fused and torch.compile first in each shape, max-autotune last) and runs none.
 # Environment: PYTHON (default python3), WHEELS (default <repo>/.whl), BENCH_BUDGET (seconds
-# of benchmark cases, default 110), BENCH_SELECT (default: bf16 with the padding mask; empty: all),
+# of benchmark cases but max-autotune's, default 90), AUTOTUNE_BUDGET (seconds of max-autotune
+# cases, default 45), BENCH_SELECT (default: bf16 with the padding mask; empty: all),
 # BENCH_ARGS (more pytest arguments), LIMIT_<STEP> (a step's limit in seconds,
 # e.g. LIMIT_GPU_TESTS=300 for a longer session). See docs/gpu-check.md.
 set -uo pipefail
@@ -18,7 +20,7 @@ OUT="" DRY_RUN=0
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
-        -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0" | cut -c3-; exit 0 ;;
         -*) echo "gpu_check: unknown option $arg" >&2; usage ;;
         *) [ -z "$OUT" ] || usage; OUT=$arg ;;
     esac
@@ -27,20 +29,53 @@ done
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 export REPO PY=${PYTHON:-python3} WHEELS=${WHEELS:-$REPO/.whl}
-export BENCH_BUDGET=${BENCH_BUDGET:-110}
+export BENCH_BUDGET=${BENCH_BUDGET:-90} AUTOTUNE_BUDGET=${AUTOTUNE_BUDGET:-45}
 export BENCH_SELECT=${BENCH_SELECT---bench-select dtype_name=bf16 --bench-select masked=True}
 export BENCH_ARGS=${BENCH_ARGS:-}
 export PYTHONPATH_BEFORE=${PYTHONPATH:-}
+export PYTHONPATH=$REPO${PYTHONPATH_BEFORE:+:$PYTHONPATH_BEFORE}  # the steps run even if install fails
 
-# name, limit in seconds (sum 470 s), what it does
+if [ "$DRY_RUN" = 0 ]; then  # first of all: is there a GPU?
+    mkdir -p "$OUT" || exit 2
+    OUT=$(cd "$OUT" && pwd)
+    export OUT LOG=$OUT/gpu_check.log SUMMARY=$OUT/summary.txt
+    no_gpu=$("$PY" -c 'import torch
+if not torch.cuda.is_available():
+    print(f"torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no CUDA GPU")' 2>&1) \
+        || no_gpu="cannot import torch with $PY: ${no_gpu##*$'\n'}"
+    if [ -n "$no_gpu" ]; then
+        msg="gpu_check: no CUDA GPU here ($no_gpu). This check needs one; nothing was run. Run it on a GPU machine (docs/gpu-check.md)."
+        echo "$msg" >&2
+        echo "$msg" >"$SUMMARY"
+        exit 3
+    fi
+fi
+
+# The GPU tests' time goes to the JIT compiling each kernel specialisation they launch (about 0.6 s
+# each on a 2-core CPU): their limit is a base plus a second per specialisation, counted by
+# tests/aot_compile.py from the launches those tests make (no GPU needed, nothing compiled).
+GPU_TESTS_BASE=30 GPU_TESTS_PER_KERNEL=1 GPU_TESTS_FALLBACK=200
+if [ -n "${LIMIT_GPU_TESTS:-}" ]; then
+    gpu_tests_how="LIMIT_GPU_TESTS"
+elif n_kernels=$("$PY" "$REPO/tests/aot_compile.py" 90 --sets gpu-tests --count 2>/dev/null) \
+        && [[ "$n_kernels" =~ ^[0-9]+$ ]]; then
+    LIMIT_GPU_TESTS=$((GPU_TESTS_BASE + GPU_TESTS_PER_KERNEL * n_kernels))
+    gpu_tests_how="$GPU_TESTS_BASE s + $GPU_TESTS_PER_KERNEL s x $n_kernels kernel specialisations"
+else
+    LIMIT_GPU_TESTS=$GPU_TESTS_FALLBACK
+    gpu_tests_how="tests/aot_compile.py could not count the kernel specialisations: $GPU_TESTS_FALLBACK s"
+fi
+
+# name, limit in seconds (sum under 9 minutes with about 140 GPU-test kernels), what it does
 STEPS=(install versions gpu-tests profile benchmarks report)
-declare -A LIMIT=([install]=60 [versions]=20 [gpu-tests]=120 [profile]=50 [benchmarks]=190 [report]=30)
+declare -A LIMIT=([install]=60 [versions]=20 [gpu-tests]=$LIMIT_GPU_TESTS [profile]=50
+                  [benchmarks]=$((BENCH_BUDGET + AUTOTUNE_BUDGET + 60)) [report]=30)
 declare -A WHAT=(
     [install]="pip install --no-deps --no-build-isolation --no-index -e . and missing requirements from \$WHEELS, torch and triton pinned"
     [versions]="GPU, driver, CUDA, torch, triton, transformers versions -> versions in summary.txt"
-    [gpu-tests]="pytest tests -m gpu -> gpu-tests.xml (a skipped GPU test counts as a failure)"
+    [gpu-tests]="pytest tests -m gpu -> gpu-tests.xml (a skipped GPU test counts as a failure); limit: $gpu_tests_how"
     [profile]="benchmarks/profile_op.py: one forward and one backward per shape, kernels and glue ops -> profile.md"
-    [benchmarks]="pytest benchmarks/ \$BENCH_SELECT --bench-budget \$BENCH_BUDGET -> benchmark.json"
+    [benchmarks]="pytest benchmarks/ \$BENCH_SELECT -> benchmark.json: per shape fused and torch.compile first, CUDA graphs beside them; max-autotune last (budgets: \$BENCH_BUDGET s, then \$AUTOTUNE_BUDGET s)"
     [report]="benchmarks/report.py -> <date>-<gpu>.md and .png"
 )
 for step in "${STEPS[@]}"; do
@@ -51,21 +86,11 @@ done
 if [ "$DRY_RUN" = 1 ]; then
     echo "gpu_check steps (output folder $OUT):"
     for step in "${STEPS[@]}"; do printf '  %-11s %4ss  %s\n' "$step" "${LIMIT[$step]}" "${WHAT[$step]}"; done
+    echo "benchmark cases in the order they run (pytest benchmarks/ --collect-only \$BENCH_SELECT; GPU shapes on a GPU):"
+    # shellcheck disable=SC2086  # BENCH_SELECT and BENCH_ARGS are argument lists
+    (cd "$REPO" && "$PY" -m pytest benchmarks/ --collect-only -q -p no:cacheprovider $BENCH_SELECT $BENCH_ARGS) \
+        | grep '::' | sed 's/^/  /'
     exit 0
-fi
-
-mkdir -p "$OUT" || exit 2
-OUT=$(cd "$OUT" && pwd)
-export OUT LOG=$OUT/gpu_check.log SUMMARY=$OUT/summary.txt
-
-no_gpu=$("$PY" -c 'import torch
-if not torch.cuda.is_available():
-    print(f"torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no CUDA GPU")' 2>&1) || no_gpu="cannot import torch with $PY: ${no_gpu##*$'\n'}"
-if [ -n "$no_gpu" ]; then
-    msg="gpu_check: no CUDA GPU here ($no_gpu). This check needs one; nothing was run. Run it on a GPU machine (docs/gpu-check.md)."
-    echo "$msg" >&2
-    echo "$msg" >"$SUMMARY"
-    exit 3
 fi
 
 # --- the steps (each runs in its own bash under `timeout`, so they are exported) ---
@@ -141,7 +166,7 @@ step_profile() {
 step_benchmarks() {
     # shellcheck disable=SC2086  # BENCH_SELECT and BENCH_ARGS are argument lists
     cd "$REPO" && "$PY" -m pytest benchmarks/ -p no:cacheprovider -rs --benchmark-json="$OUT/benchmark.json" \
-        $BENCH_SELECT --bench-budget "$BENCH_BUDGET" $BENCH_ARGS
+        $BENCH_SELECT --bench-budget "$BENCH_BUDGET" --autotune-budget "$AUTOTUNE_BUDGET" $BENCH_ARGS
 }
 
 step_report() {
@@ -162,7 +187,6 @@ EOF
 }
 
 export -f step_install step_versions step_gpu_tests step_profile step_benchmarks step_report
-export PYTHONPATH=$REPO${PYTHONPATH_BEFORE:+:$PYTHONPATH_BEFORE}  # later steps run even if install fails
 : >"$LOG"
 declare -A STATUS DETAIL SECS
 START=$SECONDS

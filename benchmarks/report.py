@@ -15,7 +15,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-PROVIDER_ORDER = ["eager", "compile", "compile-max-autotune", "fused"]
+# "-graph": the same pass replayed from a CUDA graph (no host launch overhead)
+PROVIDER_ORDER = ["eager", "compile", "compile-graph", "compile-max-autotune", "torch", "fused", "fused-graph"]
 
 
 def ordered(providers) -> list[str]:

@@ -13,7 +13,13 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: compiled kernels and bf16"),
 ]
+# (B, T, E, reduction); tests/aot_compile.py compiles every launch of these tests from these constants
 SHAPES = [(1, 1, 40, 4), (2, 130, 96, 4), (3, 17, 40, 5), (2, 9, 96, 3), (32, 128, 768, 4), (4, 77, 1024, 4)]
+DTYPES = [torch.bfloat16, torch.float16, torch.float32]
+REDUCTION = 4  # of the two tests below
+HUGE = (1, (2**31) // 768 + 64, 768)  # (B, T, E): 2**31 + 49152 elements per tensor, bf16: 4.3 GB each
+LAYOUTS = ["contiguous", "e_outer"]
+MANY_PROGRAMS = (70_000, 2, 40)  # 70,000 sequences: > 65,535 programs on axis 0 of every token-tile and pool grid
 
 
 def inputs(B, T, E, r, dtype, seed):
@@ -23,7 +29,7 @@ def inputs(B, T, E, r, dtype, seed):
     return module, x, y, dz, random_mask(B, T).cuda()
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_compiled_kernels_match_reference(shape, dtype):
     module, x, y, dz, mask = inputs(*shape, dtype, seed=sum(shape))
@@ -31,11 +37,11 @@ def test_compiled_kernels_match_reference(shape, dtype):
     assert_matches_reference(results, module, x, y, mask, dz, dtype)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "e_outer"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_input_past_2_31_elements(layout):
     """Offsets past 2**31 elements, along T (contiguous) or along a non-innermost E (a transposed view)."""
-    B, T, E = 1, (2**31) // 768 + 64, 768  # 2**31 + 49152 elements per tensor, bf16: 4.3 GB each
-    module, _, _, _, _ = inputs(1, 1, E, 4, torch.bfloat16, seed=0)
+    B, T, E = HUGE
+    module, _, _, _, _ = inputs(1, 1, E, REDUCTION, torch.bfloat16, seed=0)
     if layout == "contiguous":
         x, y = (torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     else:  # E has stride T: offs_e * stride_e passes 2**31
@@ -60,7 +66,7 @@ def test_input_past_2_31_elements(layout):
 
 
 def test_grid_past_65535_programs():
-    B, T, E = 70_000, 2, 40  # 70,000 sequences: > 65,535 programs on axis 0 of every token-tile and pool grid
-    module, x, y, dz, mask = inputs(B, T, E, 4, torch.float32, seed=1)
+    B, T, E = MANY_PROGRAMS
+    module, x, y, dz, mask = inputs(B, T, E, REDUCTION, torch.float32, seed=1)
     results = run_module(module, x, y, mask, dz)
     assert_matches_reference(results, module, x, y, mask, dz, torch.float32)

@@ -1,7 +1,9 @@
 """The GPU session's tooling, run where it can be on a CPU: gpu_check.sh refusing to start
-without a GPU, its step list, profile_op.py, the benchmark selection/budget options, report.py."""
+without a GPU, its step list and limits, the order of the benchmark cases, profile_op.py, the
+benchmark selection/budget options, report.py."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,20 +46,50 @@ def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
     assert "===" not in result.stdout + result.stderr
 
 
-def test_gpu_check_dry_run_lists_the_steps_and_runs_none(tmp_path):
-    out = tmp_path / "check"
-    result = run(["bash", str(SCRIPT), str(out), "--dry-run"], LIMIT_GPU_TESTS="300")
+def dry_run(out, **env) -> tuple[list[str], list[str]]:
+    """(step lines, benchmark case ids in order) of ``gpu_check.sh OUT --dry-run``."""
+    result = run(["bash", str(SCRIPT), str(out), "--dry-run"], **env)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()[1:]
-    assert [line.split()[0] for line in lines] == STEPS
-    assert any(line.split()[:2] == ["gpu-tests", "300s"] for line in lines)  # LIMIT_<STEP> overrides
+    lines = result.stdout.splitlines()
+    split = next(i for i, line in enumerate(lines) if line.startswith("benchmark cases"))
+    return lines[1:split], [line.strip() for line in lines[split + 1:]]
+
+
+def _params(case_id: str) -> tuple[str, str]:
+    """(provider, shape) of a test_aif_op case id, e.g. fused-graph-forward+backward-bf16-cpu-b1-t32-e96-mask."""
+    provider, shape = re.match(r".*test_aif_op\[(.+?)-(?:forward|backward|forward\+backward)-\w+?-(.+)-(?:no)?mask\]",
+                               case_id).groups()
+    return provider, shape
+
+
+def test_gpu_check_dry_run_lists_the_steps_and_the_cases_in_order_and_runs_none(tmp_path):
+    out = tmp_path / "check"
+    steps, cases = dry_run(out, LIMIT_GPU_TESTS="300")
+    assert [line.split()[0] for line in steps] == STEPS
+    assert any(line.split()[:2] == ["gpu-tests", "300s"] for line in steps)  # LIMIT_<STEP> overrides
     assert not out.exists()
+    # the default selection: bf16 with the padding mask; fused first in each shape, max-autotune after all
+    op_cases = [_params(c) for c in cases if "test_aif_op" in c]
+    assert op_cases and all("-bf16-" in c and c.endswith("-mask]") for c in cases if "test_aif_op" in c)
+    autotune = [i for i, (provider, _) in enumerate(op_cases) if provider == "compile-max-autotune"]
+    assert autotune and autotune == list(range(len(op_cases) - len(autotune), len(op_cases)))
+    order = {}  # shape -> its providers in the order they first run
+    for provider, shape in op_cases[:autotune[0]]:
+        providers = order.setdefault(shape, [])
+        if provider not in providers:
+            providers.append(provider)
+    assert len(order) > 1
+    for shape, providers in order.items():
+        assert providers[:2] == ["fused", "compile"], (shape, providers)
+        assert {"fused-graph", "compile-graph"} <= set(providers)
 
 
-def test_gpu_check_default_limits_fit_eight_minutes():
-    result = run(["bash", str(SCRIPT), "unused", "--dry-run"])
-    limits = [int(line.split()[1].rstrip("s")) for line in result.stdout.splitlines()[1:]]
-    assert len(limits) == len(STEPS) and sum(limits) < 8 * 60
+def test_gpu_check_default_limits_fit_nine_minutes_with_the_gpu_tests_sized_by_their_kernels(tmp_path):
+    steps, _ = dry_run(tmp_path / "unused")
+    limits = {line.split()[0]: int(line.split()[1].rstrip("s")) for line in steps}
+    assert list(limits) == STEPS and sum(limits.values()) < 9 * 60
+    kernels = int(re.search(r"30 s \+ 1 s x (\d+) kernel specialisations", steps[STEPS.index("gpu-tests")]).group(1))
+    assert kernels > 0 and limits["gpu-tests"] == 30 + kernels
 
 
 def test_gpu_check_without_output_folder_is_a_usage_error():
@@ -98,6 +130,17 @@ def test_benchmark_budget_skips_with_the_reason():
                  "--bench-select", "which=forward", "--benchmark-disable"])
     assert spent.returncode == 0, spent.stdout[-2000:]
     assert "time budget of 0 s spent (--bench-budget)" in spent.stdout and " passed" not in spent.stdout
+
+
+def test_max_autotune_runs_last_under_its_own_budget():
+    spent = run([sys.executable, "-m", "pytest", "benchmarks/test_bench_aif.py", "-q", "-rs", "-p", "no:cacheprovider",
+                 "--autotune-budget", "0", "--bench-select", "shape_name=cpu-b1-t32-e96",
+                 "--bench-select", "which=forward", "--bench-select", "dtype_name=fp32",
+                 "--bench-select", "provider=eager,compile-max-autotune", "--benchmark-disable"])
+    assert spent.returncode == 0, spent.stdout[-2000:]
+    assert "2 passed" in spent.stdout  # eager, mask and no mask: --bench-budget is not max-autotune's
+    # the first max-autotune case starts its budget (and skips: no GPU), the second finds it spent
+    assert "time budget of 0 s spent (--autotune-budget)" in spent.stdout
 
 
 def test_benchmark_selection_refuses_an_unknown_parameter():
