@@ -218,13 +218,18 @@ def last_complete_checkpoint(folder: Path) -> Optional[str]:
 
 
 def finished_training(folder: Path) -> Optional[dict]:
-    """The train metrics of a run whose training finished before it was interrupted (its
-    train_results.json, written once training ends), or None."""
+    """For a run interrupted after training (while scoring): its ``train_runtime`` and ``best_checkpoint``.
+    None unless train_results.json parses: it is written after the best model is saved in ``folder``."""
     try:
         metrics = read_json(folder / TRAIN_RESULTS)
-    except (OSError, ValueError):
+        runtime = metrics["train_runtime"]
+    except (OSError, ValueError, TypeError, KeyError):
         return None
-    return metrics if isinstance(metrics, dict) and "train_runtime" in metrics else None
+    try:
+        best = read_json(folder / "trainer_state.json").get("best_model_checkpoint")
+    except (OSError, ValueError, AttributeError):
+        best = None
+    return {"train_runtime": runtime, "best_checkpoint": best}
 
 
 def prune_checkpoints(folder: Path) -> None:

@@ -432,28 +432,31 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
     with run_log(folder, state.is_main_process):
         logger.info("run %s: %s, seed %d -> %s", task.name, setting.name, seed, folder)
         model = build_model(args, task, encoder, setting, seed)
+        trained = finished_training(folder) if action == "resume" else None
+        if trained is not None:  # interrupted while scoring: training ended and its best model is saved here
+            logger.info("training had finished before the interruption: scoring its saved best model")
+            model = type(model).from_pretrained(folder, aif_backend=m.backend)
         train_ds = tokenize(data["train"], tokenizer, task, p.max_length)
         dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length)
         train_ds = train_ds.remove_columns("sentence_id") if "sentence_id" in train_ds.column_names else train_ds
         trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, seed, task),
                                train_ds, dev_ds, callbacks)
-        checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
-        if checkpoint:
-            logger.info("resuming from %s", checkpoint)
-        trained = finished_training(folder) if action == "resume" else None  # interrupted while scoring
-        start = time.time()
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        train_time = time.time() - start
-        trainer.save_model()  # the best checkpoint (load_best_model_at_end), loadable with from_pretrained
         if trained is None:
+            checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
+            if checkpoint:
+                logger.info("resuming from %s", checkpoint)
+            start = time.time()
+            train_result = trainer.train(resume_from_checkpoint=checkpoint)
+            train_time = time.time() - start
+            trainer.save_model()  # the best checkpoint (load_best_model_at_end), loadable with from_pretrained
             trainer.save_metrics("train", train_result.metrics)
-        else:  # the resume only reloaded the best checkpoint: keep the metrics of the run that trained
-            logger.info("training had finished before the interruption: keeping its %s", "train_results.json")
-            train_time = trained["train_runtime"]
-        trainer.save_state()
+            trainer.save_state()
+            best_checkpoint = trainer.state.best_model_checkpoint
+        else:  # the train metrics and time stay those of the run that trained
+            train_time, best_checkpoint = trained["train_runtime"], trained["best_checkpoint"]
         meta = {"encoder": m.model_name_or_path, "setting": setting.name, "fusion_layer": setting.fusion_layer,
                 "gate_init": setting.gate_init, "seed": seed, "train_time_s": round(train_time, 2),
-                "best_checkpoint": trainer.state.best_model_checkpoint, "settings": settings}
+                "best_checkpoint": best_checkpoint, "settings": settings}
         result = finish_run(args, task, trainer, tokenizer, data, folder, meta)
         state.wait_for_everyone()
         if state.is_main_process and not p.keep_checkpoints:
