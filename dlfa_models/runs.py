@@ -92,10 +92,8 @@ def nested_runs(folder: Path) -> list[Path]:
     """The folders below ``folder`` that hold a run or are claimed by a live one (a run's checkpoints excepted)."""
     found = []
     for root, dirs, _ in os.walk(folder):
-        for name in sorted(dirs):
-            path = Path(root) / name
-            if not _CHECKPOINT.match(name) and _in_use(path):
-                found.append(path)
+        dirs[:] = sorted(d for d in dirs if not _CHECKPOINT.match(d))  # nothing to find inside a checkpoint
+        found += [Path(root) / name for name in dirs if _in_use(Path(root) / name)]
     return found
 
 
