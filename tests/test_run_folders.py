@@ -71,6 +71,25 @@ def test_a_folder_claimed_by_a_live_run_is_refused_and_left_alone(assets, tmp_pa
     assert not folder.exists()  # the claim created it and nothing else was written: released, removed
 
 
+def test_a_command_racing_another_for_its_folder_is_refused(assets, tmp_path, monkeypatch, capsys):
+    """The moment two commands started together meet: the second checks the folder after the first has
+    checked it and before the first has written anything (it is loading data)."""
+    real_load, started, second = train.load_data, [], []
+
+    def load_while_the_second_starts(*a, **k):
+        if not started:
+            started.append(True)
+            second.append(train.main(cli(assets, tmp_path, "--seed", "2")))
+        return real_load(*a, **k)
+    monkeypatch.setattr(train, "load_data", load_while_the_second_starts)
+    assert train.main(cli(assets, tmp_path, "--seed", "1")) == 0
+    assert second == [2] and "is in use by another run" in capsys.readouterr().err
+    run = tmp_path / "sts-layer1"
+    assert json.loads((run / "run_config.json").read_text())["seed"] == 1
+    assert json.loads((run / "results.json").read_text())["seed"] == 1
+    assert (run / "train.log").read_text().count("run sts: layer1") == 1
+
+
 def _claim_at_once(folder, barrier, results):
     barrier.wait()
     try:
