@@ -56,13 +56,8 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def training_settings(training) -> dict:
-    """The run's ``TrainingArguments`` as recorded: every field but ``UNRECORDED_TRAINING_ARGS``."""
-    return normalized({k: v for k, v in training.to_dict().items() if k not in UNRECORDED_TRAINING_ARGS})
-
-
-def normalized(settings: dict) -> dict:
-    """``settings`` as run_config.json holds them (strict JSON types), so they compare with a record."""
-    return json.loads(json.dumps(strict(settings)))
+    """The run's ``TrainingArguments`` as recorded (JSON types): every field but ``UNRECORDED_TRAINING_ARGS``."""
+    return strict({k: v for k, v in training.to_dict().items() if k not in UNRECORDED_TRAINING_ARGS})
 
 
 def checkpoints(folder: Path) -> list[Path]:

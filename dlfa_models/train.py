@@ -27,12 +27,12 @@ from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
 from .metrics import metric_fn
-from .json_files import write_json
+from .json_files import strict, write_json
 from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot
 from .run_claim import claim
 from .runs import (
     RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
-    normalized, prepare_run_folder, prune_checkpoints, read_results, training_settings,
+    prepare_run_folder, prune_checkpoints, read_results, training_settings,
 )
 from .tokenization import tokenize
 
@@ -326,7 +326,7 @@ def run_settings(args: Arguments, task: Task, setting: Setting, seed: int, encod
     that can change a model or a score (runs.training_settings); keys in runs.SCORING_KEYS may change on
     --resume. ``subset_seed`` (--seed) draws the --max_*_samples subsets, the same for every seed."""
     m, p, t = args
-    return normalized({
+    return strict({  # as run_config.json holds them, so that they compare with a record
         "task": task.name, "encoder": encoder, "setting": setting.name, "fusion_layer": setting.fusion_layer,
         "gate_init": setting.gate_init, "seed": seed, "reduction": m.reduction, "pooling": m.pooling,
         "aif_lr": m.aif_lr, "backend": m.backend, "data": p.data, "source_langs": _split(p.source_langs),
@@ -535,9 +535,9 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
                          f"--task {task.name} needs a {task.kind} model with {want}")
     check_limits(args, config.encoder)
     folder = Path(t.output_dir)
-    settings = normalized({"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
-                           "max_length": p.max_length, "max_eval_samples": p.max_eval_samples,
-                           "eval_langs": p.eval_langs, "eval_split": p.eval_split, "backend": m.backend})
+    settings = strict({"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
+                       "max_length": p.max_length, "max_eval_samples": p.max_eval_samples,
+                       "eval_langs": p.eval_langs, "eval_split": p.eval_split, "backend": m.backend})
     state = PartialState()
     with ExitStack() as held:
         if state.is_main_process:
