@@ -77,10 +77,13 @@ def claim(folder: Path) -> RunClaim:
     Raises ``UsageError`` when a live process holds it."""
     folder = Path(folder)
     created = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:  # a file in the way, a read-only disk, no permission
+            raise UsageError(f"--output_dir: cannot write the run folder {folder} ({e.strerror or e})") from None
         if not _locked(fd):
             holder = _holder(fd)
             os.close(fd)

@@ -142,6 +142,15 @@ def test_a_run_that_fails_before_training_leaves_no_folder(assets, tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_dir_that_is_a_file_stops_with_one_line(assets, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    assert train.main(cli(assets, out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlfa-train: error: --output_dir: cannot write the run folder {out / 'sts-layer1'} (")
+    assert len(err.splitlines()) == 1
+
+
 # ----------------------------------------------------------------------------- items 3 and 4
 
 @pytest.mark.parametrize("resume", [["--resume"], ["--resume_from_checkpoint", "x"]])
