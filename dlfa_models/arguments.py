@@ -80,7 +80,8 @@ class ProtocolArguments:
         "summary.json compares the settings over the seeds. Without it: one run with --seed.")})
     resume: bool = field(default=False, metadata={"help": (
         "Continue each run from its last complete checkpoint; runs that already wrote results.json are "
-        "skipped. Refused when the folder's run_config.json differs from these settings.")})
+        "skipped. Refused when the folder's run_config.json differs from these settings (every option and "
+        "Trainer flag that can change a model or a score; see docs/run-folders.md).")})
     keep_checkpoints: bool = field(default=False, metadata={
         "help": "Keep the checkpoint-* folders (with optimizer state) after a run; default: keep only the best model."})
     verbose: bool = field(default=False, metadata={
@@ -95,7 +96,8 @@ class DLFATrainingArguments(TrainingArguments):
     output_dir: Optional[str] = field(default="runs/dlfa", metadata={
         "help": "Folder of the runs: one sub-folder per setting (and seed), plus the sweep and summary files."})
     overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Start over in run folders that hold another run's files (they are deleted)."})
+        "help": "Start over in run folders that hold another run's files (they are deleted); not with --resume, "
+                "and never for a folder holding runs in its sub-folders."})
     num_train_epochs: float = field(default=3.0, metadata={
         "aliases": ["--epochs"], "help": "Training epochs over the source data."})
     per_device_train_batch_size: int = field(default=32, metadata={

@@ -12,7 +12,9 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -56,13 +58,15 @@ def cached_model_folder() -> Path:
 def convert(source, out_dir) -> Path:
     """Read ``source`` (E5S1), write the HF folder ``out_dir``; all or nothing.
 
-    The folder is written under a temporary name beside ``out_dir`` and renamed when complete;
-    if another process finished the same folder first, its copy is kept.
+    The folder is written under a temporary name beside ``out_dir`` (naming this host and process)
+    and renamed when complete; if another process finished the same folder first, its copy is kept.
+    Temporary folders of conversions that were killed on this host are deleted first.
     """
     e5 = E5File(source)  # checks the whole file before anything is written
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    remove_stale_partials(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         _write_folder(e5, tmp)
@@ -74,6 +78,31 @@ def convert(source, out_dir) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _running(pid: int) -> bool:
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would end the process: count it as running
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(out_dir: Path) -> None:
+    """Delete the temporary folders of conversions into ``out_dir`` whose process is gone: those of this
+    host with a pid that no longer runs, and those named without a host (this module's earlier
+    ``.partial-<pid>-<tag>`` names, from before the host was recorded). Other hosts' are left alone."""
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.partial-(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{{8}}$")
+    host = socket.gethostname()
+    for path in out_dir.parent.iterdir():
+        m = pattern.match(path.name)
+        if m and m["host"] in (None, host) and not _running(int(m["pid"])):
+            logger.info("removing %s, left by a conversion that was interrupted", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def bert_config(e5: E5File) -> BertConfig:
@@ -106,6 +135,8 @@ def _write_folder(e5: E5File, folder: Path):
     bert_config(e5).save_pretrained(folder)
     tensors = {hf_name(n): e5.tensor(n) for n in e5.tensor_names()}
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    # safetensors writes 0600 whatever the umask; give it the permissions of the folder's other files
+    (folder / "model.safetensors").chmod((folder / "config.json").stat().st_mode & 0o666)
     del tensors
     save_tokenizer(e5.vocab, e5.header.max_positions, folder)
 

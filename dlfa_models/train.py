@@ -15,9 +15,8 @@ import logging
 import math
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -28,9 +27,12 @@ from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
 from .metrics import metric_fn
-from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot, write_json
+from .json_files import strict, write_json
+from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot
+from .run_claim import claim
 from .runs import (
-    RESULTS, check_run_folder, last_complete_checkpoint, prepare_run_folder, prune_checkpoints,
+    RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
+    prepare_run_folder, prune_checkpoints, read_results, training_settings,
 )
 from .tokenization import tokenize
 
@@ -45,11 +47,6 @@ DEFAULT_EVAL_LANGS = {
 }
 SAMPLE_LANGS = "en,de,es,fr"
 LOG_FILE = "train.log"
-# TrainingArguments that change what a run learns (recorded in run_config.json, checked on --resume)
-TRAINING_KEYS = ("learning_rate", "weight_decay", "warmup_steps", "num_train_epochs", "max_steps",
-                 "per_device_train_batch_size", "gradient_accumulation_steps", "lr_scheduler_type", "optim",
-                 "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "eval_strategy", "eval_steps",
-                 "metric_for_best_model", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,15 @@ def gate_inits(spec: str) -> list[Optional[float]]:
 def plan_settings(fusion_spec: str, gate_spec: str, num_layers: int) -> list[Setting]:
     """The fusion settings × gate initialisations (the baseline, without a gate, once)."""
     inits = gate_inits(gate_spec)
-    return [Setting(layer, init) for layer in fusion_settings(fusion_spec, num_layers)
-            for init in ([None] if layer is None else inits)]
+    settings = [Setting(layer, init) for layer in fusion_settings(fusion_spec, num_layers)
+                for init in ([None] if layer is None else inits)]
+    by_name: dict[str, Setting] = {}
+    for s in settings:
+        other = by_name.setdefault(s.name, s)
+        if other != s:
+            raise UsageError(f"--gate-init {gate_spec!r}: {other.gate_init!r} and {s.gate_init!r} both name the run "
+                             f"folder {s.name} (6 significant digits); give mixes that differ there")
+    return settings
 
 
 def parse_seeds(spec: Optional[str]) -> Optional[list[int]]:
@@ -220,11 +224,16 @@ def run_log(folder: Path, write: bool):
 
 # ----------------------------------------------------------------------------- data, model, trainer
 
+def eval_languages(protocol, task: Task) -> list[str]:
+    """The languages scored: --eval_langs, else the task's usual ones (the sample's four for --data sample)."""
+    p = protocol
+    return _split(p.eval_langs or (SAMPLE_LANGS if p.data == "sample" else DEFAULT_EVAL_LANGS[task.name]))
+
+
 def load_data(args: Arguments, task: Task, train: bool = True) -> dict:
     """Every split the runs need, loaded (and checked) before any training."""
     p, t = args.protocol, args.training
-    sources = _split(p.source_langs)
-    langs = _split(p.eval_langs or (SAMPLE_LANGS if p.data == "sample" else DEFAULT_EVAL_LANGS[task.name]))
+    sources, langs = _split(p.source_langs), eval_languages(p, task)
     if not sources or not langs:
         raise DataError("name at least one source and one evaluation language")
     from datasets import concatenate_datasets
@@ -312,26 +321,19 @@ def run_training_args(training, folder: Path, seed: int, task: Task):
     return run_args
 
 
-def _jsonable(value):
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def run_settings(args: Arguments, task: Task, setting: Setting, seed: Optional[int], encoder: str) -> dict:
-    """What defines a run (run_config.json); keys in runs.SCORING_KEYS may change on --resume."""
+def run_settings(args: Arguments, task: Task, setting: Setting, seed: int, encoder: str) -> dict:
+    """What defines a run (run_config.json): our options and every field of the run's TrainingArguments
+    that can change a model or a score (runs.training_settings); keys in runs.SCORING_KEYS may change on
+    --resume. ``subset_seed`` (--seed) draws the --max_*_samples subsets, the same for every seed."""
     m, p, t = args
-    return {
+    return strict({  # as run_config.json holds them, so that they compare with a record
         "task": task.name, "encoder": encoder, "setting": setting.name, "fusion_layer": setting.fusion_layer,
         "gate_init": setting.gate_init, "seed": seed, "reduction": m.reduction, "pooling": m.pooling,
         "aif_lr": m.aif_lr, "backend": m.backend, "data": p.data, "source_langs": _split(p.source_langs),
         "max_length": p.max_length, "max_train_samples": p.max_train_samples, "max_eval_samples": p.max_eval_samples,
-        "data_seed": t.seed, "eval_langs": p.eval_langs, "eval_split": p.eval_split,
-        **{k: _jsonable(getattr(t, k)) for k in TRAINING_KEYS},
-        "metric_for_best_model": task.metric if t.metric_for_best_model == TASK_METRIC else t.metric_for_best_model,
-    }
+        "subset_seed": t.seed, "eval_langs": eval_languages(p, task), "eval_split": p.eval_split,
+        **training_settings(run_training_args(t, Path(t.output_dir), seed, task)),
+    })
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -430,23 +432,31 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
     with run_log(folder, state.is_main_process):
         logger.info("run %s: %s, seed %d -> %s", task.name, setting.name, seed, folder)
         model = build_model(args, task, encoder, setting, seed)
+        trained = finished_training(folder) if action == "resume" else None
+        if trained is not None:  # interrupted while scoring: training ended and its best model is saved here
+            logger.info("training had finished before the interruption: scoring its saved best model")
+            model = type(model).from_pretrained(folder, aif_backend=m.backend)
         train_ds = tokenize(data["train"], tokenizer, task, p.max_length)
         dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length)
         train_ds = train_ds.remove_columns("sentence_id") if "sentence_id" in train_ds.column_names else train_ds
         trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, seed, task),
                                train_ds, dev_ds, callbacks)
-        checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
-        if checkpoint:
-            logger.info("resuming from %s", checkpoint)
-        start = time.time()
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        train_time = time.time() - start
-        trainer.save_model()  # the best checkpoint (load_best_model_at_end), loadable with from_pretrained
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()
+        if trained is None:
+            checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
+            if checkpoint:
+                logger.info("resuming from %s", checkpoint)
+            start = time.time()
+            train_result = trainer.train(resume_from_checkpoint=checkpoint)
+            train_time = time.time() - start
+            trainer.save_model()  # the best checkpoint (load_best_model_at_end), loadable with from_pretrained
+            trainer.save_metrics("train", train_result.metrics)
+            trainer.save_state()
+            best_checkpoint = trainer.state.best_model_checkpoint
+        else:  # the train metrics and time stay those of the run that trained
+            train_time, best_checkpoint = trained["train_runtime"], trained["best_checkpoint"]
         meta = {"encoder": m.model_name_or_path, "setting": setting.name, "fusion_layer": setting.fusion_layer,
                 "gate_init": setting.gate_init, "seed": seed, "train_time_s": round(train_time, 2),
-                "best_checkpoint": trainer.state.best_model_checkpoint, "settings": settings}
+                "best_checkpoint": best_checkpoint, "settings": settings}
         result = finish_run(args, task, trainer, tokenizer, data, folder, meta)
         state.wait_for_everyone()
         if state.is_main_process and not p.keep_checkpoints:
@@ -462,7 +472,8 @@ def run_folder(out: Path, task: Task, setting: Setting, seed: int, per_seed: boo
 
 
 def train_runs(args: Arguments, task: Task) -> list[dict]:
-    """Check options and folders, load all data, then one run per setting and seed."""
+    """Check options, claim and check the run folders, load all data, then one run per setting and seed."""
+    from accelerate import PartialState
     from transformers import AutoTokenizer
 
     m, p, t = args
@@ -477,17 +488,30 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     out = Path(t.output_dir)
     plan = [(s, seed, run_folder(out, task, s, seed, seeds is not None)) for s in settings for seed in seeds or [t.seed]]
     resume = p.resume or bool(t.resume_from_checkpoint)
-    actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
-                                t.overwrite_output_dir) for s, seed, folder in plan]
-    data = load_data(args, task)  # bad data fails here, before any training
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    results = []
-    for (setting, seed, folder), action in zip(plan, actions):
-        if action == "done":
-            logger.info("%s: finished earlier (results.json), skipped", folder)
-            results.append(_read_json(folder / RESULTS))
-            continue
-        results.append(train_one(args, task, data, encoder, tokenizer, setting, seed, folder, action)[0])
+    if resume and t.overwrite_output_dir:
+        raise UsageError("--overwrite_output_dir would delete the runs that --resume (or --resume_from_checkpoint) "
+                         "continues: give one of them")
+    if t.resume_from_checkpoint:
+        setting, seed, _ = plan[0]
+        check_resume_checkpoint(t.resume_from_checkpoint, run_settings(args, task, setting, seed,
+                                                                       m.model_name_or_path), len(plan))
+    state = PartialState()
+    with ExitStack() as claims:  # held until every run has ended; released (and empty folders removed) on errors
+        if state.is_main_process:
+            for _, _, folder in plan:
+                claims.enter_context(claim(folder))
+        actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
+                                    t.overwrite_output_dir) for s, seed, folder in plan]
+        state.wait_for_everyone()
+        data = load_data(args, task)  # bad data fails here, before any training
+        tokenizer = AutoTokenizer.from_pretrained(encoder)
+        results = []
+        for (setting, seed, folder), action in zip(plan, actions):
+            if action == "done":
+                logger.info("%s: finished earlier (results.json), skipped", folder)
+                results.append(read_results(folder / RESULTS))
+                continue
+            results.append(train_one(args, task, data, encoder, tokenizer, setting, seed, folder, action)[0])
     return results
 
 
@@ -511,32 +535,31 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
                          f"--task {task.name} needs a {task.kind} model with {want}")
     check_limits(args, config.encoder)
     folder = Path(t.output_dir)
-    settings = {"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
-                "max_length": p.max_length, "max_eval_samples": p.max_eval_samples, "eval_langs": p.eval_langs,
-                "eval_split": p.eval_split, "backend": m.backend}
-    action = check_run_folder(folder, settings, True, t.overwrite_output_dir)
-    data = load_data(args, task, train=False)
-    auto = AutoModelForTokenClassification if task.kind == "tagging" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(m.model_name_or_path, aif_backend=m.backend)
-    tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
+    settings = strict({"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
+                       "max_length": p.max_length, "max_eval_samples": p.max_eval_samples,
+                       "eval_langs": p.eval_langs, "eval_split": p.eval_split, "backend": m.backend})
     state = PartialState()
-    if state.is_main_process:
-        prepare_run_folder(folder, settings, "new" if action != "overwrite" else action)
-    state.wait_for_everyone()
-    with run_log(folder, state.is_main_process):
-        trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, t.seed, task),
-                               dev_ds=tokenize(data["dev"], tokenizer, task, p.max_length) if "dev" in data else None)
-        gate_init = getattr(config, "gate_init", None)
-        gate_init = gate_init if isinstance(gate_init, float) else None
-        meta = {"encoder": m.model_name_or_path, "setting": setting_name(config.fusion_layer, gate_init),
-                "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
-        return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))
+    with ExitStack() as held:
+        if state.is_main_process:
+            held.enter_context(claim(folder))
+        action = check_run_folder(folder, settings, True, t.overwrite_output_dir, free=RESCORED_KEYS)
+        state.wait_for_everyone()
+        data = load_data(args, task, train=False)
+        auto = AutoModelForTokenClassification if task.kind == "tagging" else AutoModelForSequenceClassification
+        model = auto.from_pretrained(m.model_name_or_path, aif_backend=m.backend)
+        tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
+        if state.is_main_process:
+            prepare_run_folder(folder, settings, "new" if action != "overwrite" else action)
+        state.wait_for_everyone()
+        with run_log(folder, state.is_main_process):
+            dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length) if "dev" in data else None
+            run_args = run_training_args(t, folder, t.seed, task)
+            trainer = make_trainer(args, task, model, tokenizer, run_args, dev_ds=dev_ds)
+            gate_init = getattr(config, "gate_init", None)
+            gate_init = gate_init if isinstance(gate_init, float) else None
+            meta = {"encoder": m.model_name_or_path, "setting": setting_name(config.fusion_layer, gate_init),
+                    "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
+            return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
 
 
 def _mean_over_seeds(results: list[dict]) -> list[dict]:
