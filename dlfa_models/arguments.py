@@ -398,13 +398,14 @@ def _check_optimizer(training) -> None:
     """A missing optimizer package, found now rather than when training starts."""
     from transformers import Trainer
 
+    name = getattr(training.optim, "value", training.optim)
     try:
         Trainer.get_optimizer_cls_and_kwargs(training)
     except ImportError as e:
-        raise UsageError(f"--optim {training.optim}: {' '.join(str(e).split())}") from None
+        raise UsageError(f"--optim {name}: {' '.join(str(e).split())}") from None
     except ValueError as e:  # only the packages it lacks: others need the model, checked when it exists
         if "install" in str(e).lower() or "import" in str(e).lower():
-            raise UsageError(f"--optim {training.optim}: {' '.join(str(e).split())}") from None
+            raise UsageError(f"--optim {name}: {' '.join(str(e).split())}") from None
 
 
 def _check_output_dir(output_dir: str) -> None:
