@@ -371,6 +371,10 @@ def check_options(args: Arguments) -> None:
     _number("dataloader_num_workers", t.dataloader_num_workers, 0)
     _number("eval_accumulation_steps", t.eval_accumulation_steps, 1)
     _number("save_total_limit", t.save_total_limit, 0)
+    for name in ("eval_steps", "save_steps", "logging_steps"):  # below 1: a fraction of the training steps
+        _number(name, getattr(t, name), 0, low_open=True)
+    _number("neftune_noise_alpha", t.neftune_noise_alpha, 0)
+    _number("eval_delay", t.eval_delay, 0)
     if not t.eval_do_concat_batches:
         raise UsageError("--eval_do_concat_batches false: dlfa-train scores whole prediction arrays; leave it on")
 
@@ -399,6 +403,8 @@ def _check_optimizer(training) -> None:
     from transformers import Trainer
 
     name = getattr(training.optim, "value", training.optim)
+    if training.optim_args and any("=" not in item for item in training.optim_args.split(",")):
+        raise UsageError(f"--optim_args {training.optim_args!r}: expected key=value pairs separated by commas")
     try:
         Trainer.get_optimizer_cls_and_kwargs(training)
     except ImportError as e:

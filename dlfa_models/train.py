@@ -30,7 +30,7 @@ from .arguments import comma_list as _split
 from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
-from .metrics import metric_fn
+from .metrics import metric_fn, metric_names
 from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot, write_json
 from .runs import (
     RESULTS, check_run_folder, last_complete_checkpoint, prepare_run_folder, prune_checkpoints,
@@ -162,6 +162,14 @@ def check_limits(args: Arguments, encoder_config) -> None:
     if args.training.do_train and encoder_config.hidden_size % args.model.reduction:
         raise UsageError(f"--reduction {args.model.reduction} does not divide the encoder's hidden size "
                          f"{encoder_config.hidden_size}")
+
+
+def check_metric(args: Arguments, task: Task) -> None:
+    """--metric_for_best_model must be one that the task's dev evaluation reports."""
+    name = args.training.metric_for_best_model
+    known = ("loss", *metric_names(task))
+    if name not in (None, TASK_METRIC) and name.removeprefix("eval_") not in known:
+        raise UsageError(f"--metric_for_best_model {name}: {task.name} dev evaluation reports {', '.join(known)}")
 
 
 def check_length(args: Arguments, task: Task, tokenizer) -> None:
@@ -502,6 +510,7 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
         raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a saved DLFA model: pass an encoder to "
                          "train, or --do_predict without --do_train to score this model")
     check_limits(args, config)
+    check_metric(args, task)
     settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
     seeds = parse_seeds(p.seeds)
     out = Path(t.output_dir)

@@ -56,6 +56,12 @@ def refused(assets, tmp_path, capsys, *extra):
     (["--eval_langs", " , "], r"--eval_langs ' , ': name at least one language"),
     (["--eval_do_concat_batches", "false"], r"--eval_do_concat_batches false: dlfa-train scores whole"),
     (["--optim", "adamw_bnb_8bit"], r"--optim adamw_bnb_8bit: You need to install `bitsandbytes`"),
+    (["--optim_args", "x"], r"--optim_args 'x': expected key=value pairs"),
+    (["--eval_steps", "-3"], r"--eval_steps -3.0: must be in \(0, inf\)"),
+    (["--save_steps", "0"], r"--save_steps 0.0: must be in \(0, inf\)"),
+    (["--neftune_noise_alpha", "-1"], r"--neftune_noise_alpha -1.0: must be in \[0, inf\)"),
+    (["--metric_for_best_model", "accuracy"], r"--metric_for_best_model accuracy: sts dev evaluation reports "
+                                              r"loss, spearman, pearson"),
 ])
 def test_a_bad_option_stops_before_data_loading(assets, tmp_path, capsys, extra, message):
     status, err = refused(assets, tmp_path, capsys, *extra)
@@ -150,6 +156,19 @@ def test_json_config_that_does_not_parse_names_the_file(tmp_path):
     path.write_text('{"task": "sts",}')
     with pytest.raises(UsageError, match=r"run.json: not valid JSON \(Expecting property name"):
         parse_args(["--config", str(path)])
+
+
+def test_metric_names_are_what_the_metrics_report():
+    import numpy as np
+
+    from dlfa_models.data import TASKS
+    from dlfa_models.metrics import metric_fn, metric_names
+
+    for task in TASKS.values():
+        shape = (4, 3, len(task.labels)) if task.kind == "tagging" else (4, len(task.labels) or 1)
+        logits = np.random.default_rng(0).normal(size=shape)
+        labels = np.zeros(shape[:-1], dtype=int) if task.labels else np.array([0.5, 1.0, 3.0, 4.0])
+        assert tuple(metric_fn(task)(logits, labels)) == metric_names(task) and metric_names(task)[0] == task.metric
 
 
 def test_check_options_is_part_of_parsing():
