@@ -278,7 +278,10 @@ def _saved_run_defaults(model_path: str) -> dict:
     file = Path(model_path) / RUN_CONFIG
     if not file.is_file():
         return {}
-    recorded = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        recorded = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UsageError(f"--model_name_or_path {model_path}: {file} is not valid JSON ({e})") from None
     if recorded.get("mode") == "predict":  # an evaluate-only folder holds no model of its own
         return {}
     values = {k: recorded[k] for k in SAVED_RUN_OPTIONS if k in recorded}
