@@ -518,9 +518,9 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     resume = p.resume or bool(t.resume_from_checkpoint)
     actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
                                 t.overwrite_output_dir) for s, seed, folder in plan]
-    data = load_data(args, task)  # bad data fails here, before any training
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     check_length(args, task, tokenizer)
+    data = load_data(args, task)  # bad data fails here, before any training
     results = []
     for k, ((setting, seed, folder), action) in enumerate(zip(plan, actions), start=1):
         if len(plan) > 1:
@@ -562,6 +562,8 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
                 "max_eval_samples": p.max_eval_samples, "subset_seed": p.subset_seed, "eval_langs": p.eval_langs,
                 "eval_split": p.eval_split, "backend": m.backend}
     action = check_run_folder(folder, settings, True, t.overwrite_output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
+    check_length(args, task, tokenizer)
     data = load_data(args, task, train=False)
     auto = AutoModelForTokenClassification if task.kind == "tagging" else AutoModelForSequenceClassification
     model = auto.from_pretrained(m.model_name_or_path, aif_backend=m.backend)
@@ -570,8 +572,6 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
         # where the CPU's vector kernels sum in another order than for the training run's own tensors (scores
         # off in the 7th digit); aligned copies score the model exactly as its training run did
         param.data = param.data.clone()
-    tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
-    check_length(args, task, tokenizer)
     state = PartialState()
     if state.is_main_process:
         prepare_run_folder(folder, settings, "new" if action != "overwrite" else action)
@@ -627,9 +627,10 @@ def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
     """The table on stdout; with several settings the sweep files, with --seeds the summary files."""
     m, p, t = args
     out = Path(t.output_dir)
-    if results and not results[0]["scores"]:
+    if not results:
+        return
+    if not results[0]["scores"]:
         print_dev_scores(task, results)
-    if not results or not results[0]["scores"]:
         return
     seeds = parse_seeds(p.seeds)
     table_runs = _mean_over_seeds(results) if seeds else results

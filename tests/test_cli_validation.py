@@ -110,9 +110,9 @@ def test_dlfa_cache_that_is_a_file_is_named(assets, tmp_path, capsys, monkeypatc
     assert not (tmp_path / "out").exists()
 
 
-def test_max_length_without_room_for_words_stops_before_any_run_folder(assets, tmp_path, capsys):
-    encoder, data = assets
-    assert train.main(cli(encoder, data, tmp_path / "out", "--max-length", "4")) == 2
+def test_max_length_without_room_for_words_stops_before_data_loading(assets, tmp_path, capsys):
+    encoder, _ = assets
+    assert train.main(cli(encoder, tmp_path / "no-such-data", tmp_path / "out", "--max-length", "4")) == 2
     assert "--max-length 4 leaves no room for words next to the tokenizer's 3 special tokens" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
