@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -79,6 +80,15 @@ def load_split(task: Task, lang: str, split: str, source: str) -> Dataset:
 # ----------------------------------------------------------------------------- hub
 
 def _from_hub(task: Task, lang: str, split: str) -> Dataset:
+    try:
+        return _load_from_hub(task, lang, split)
+    except (ConnectionError, OSError) as e:  # offline, hub unreachable, no such config (datasets' errors are OSError)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{task.hub_name} ({lang}, {split}) from the hub: {first}; without network, pass --data "
+                        "a folder of files (docs/data-files.md) or --data sample") from None
+
+
+def _load_from_hub(task: Task, lang: str, split: str) -> Dataset:
     from datasets import concatenate_datasets, load_dataset
 
     if task.name == "sts":
@@ -123,15 +133,25 @@ def _from_sample(lang: str, split: str) -> Dataset:
 def find_file(task: Task, lang: str, split: str, folder: Path) -> Path:
     """``<prefix>-<lang>-<split>.<csv|tsv|jsonl>``, split "dev" or "validation" for validation."""
     names = ("dev", "validation") if split == "validation" else (split,)
+    found = _find(task, lang, names, folder)
+    if found:
+        return found
+    hint = ""
+    if split == "test" and _find(task, lang, ("dev", "validation"), folder):
+        hint = "; the folder has its dev data: score that with --eval_split dev"
+    raise DataError(
+        f"no {split} data for language {lang!r} in {folder} "
+        f"(looked for {task.file_prefix}-{lang}-{names[0]}.csv/.tsv/.jsonl){hint}"
+    )
+
+
+def _find(task: Task, lang: str, names: tuple[str, ...], folder: Path) -> Optional[Path]:
     for name in names:
         for ext in ("csv", "tsv", "jsonl"):
             path = folder / f"{task.file_prefix}-{lang}-{name}.{ext}"
             if path.exists():
                 return path
-    raise DataError(
-        f"no {split} data for language {lang!r} in {folder} "
-        f"(looked for {task.file_prefix}-{lang}-{names[0]}.csv/.tsv/.jsonl)"
-    )
+    return None
 
 
 def _read_rows(path: Path, task: Task) -> list[tuple[int, dict]]:
@@ -171,9 +191,11 @@ def _tsv_lines(text: str) -> list[tuple[int, list[str]]]:
 
 
 def _csv_lines(path: Path, text: str) -> list[tuple[int, list[str]]]:
-    """Cells of every non-blank CSV record; a record must fit on its line (a quoted line break is refused)."""
+    """Cells of every non-blank CSV record; a record must fit on its line (a quoted line break is refused).
+    A field may be as long as the file (the csv module's own limit, 128 KiB, would be misreported as a quote error)."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     lines, start = [], 1
+    field_limit = csv.field_size_limit(max(len(text), csv.field_size_limit()))
     try:
         for cells in reader:
             if reader.line_num != start:
@@ -184,6 +206,8 @@ def _csv_lines(path: Path, text: str) -> list[tuple[int, list[str]]]:
             start = reader.line_num + 1
     except csv.Error as e:
         raise DataError(f"{path}, row {start}: not valid CSV ({e}); check its quotes") from None
+    finally:
+        csv.field_size_limit(field_limit)
     return lines
 
 
@@ -261,13 +285,15 @@ def _score(value, path: Path, row: int) -> float:
         score = float(value)
     except ValueError:
         raise DataError(f"{path}, row {row}: score {value!r} is not a number") from None
+    except OverflowError:  # a JSON integer beyond the float range, e.g. 10**400
+        raise DataError(f"{path}, row {row}: score {value} is outside {SCORE_RANGE[0]}–{SCORE_RANGE[1]}") from None
     if not (math.isfinite(score) and SCORE_RANGE[0] <= score <= SCORE_RANGE[1]):
         raise DataError(f"{path}, row {row}: score {score} is outside {SCORE_RANGE[0]}–{SCORE_RANGE[1]}")
     return score
 
 
 def _label_id(value, task: Task, path: Path, row: int) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):  # ASCII digits only: not '²', not '--1'
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(task.labels):
         return value

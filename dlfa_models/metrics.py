@@ -86,6 +86,15 @@ def _sentences(pred: np.ndarray, labels: np.ndarray, sentence_ids) -> Iterator[t
         yield np.concatenate([r[0] for r in rows[a:b]]), np.concatenate([r[1] for r in rows[a:b]])
 
 
+def metric_names(task) -> tuple[str, ...]:
+    """The keys of ``metric_fn(task)``'s result, the first being the task's headline metric."""
+    if task.name == "sts":
+        return "spearman", "pearson"
+    if task.name == "ner":
+        return "f1", "precision", "recall"
+    return ("accuracy",)
+
+
 def metric_fn(task):
     """The scoring function of a task: (predictions, label_ids, sentence_ids=None) -> dict of metrics.
 

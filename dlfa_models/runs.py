@@ -211,18 +211,19 @@ def last_complete_checkpoint(folder: Path) -> Optional[str]:
 
 
 def finished_training(folder: Path) -> Optional[dict]:
-    """For a run interrupted after training (while scoring): its ``train_runtime`` and ``best_checkpoint``.
-    None unless train_results.json parses: it is written after the best model is saved in ``folder``."""
+    """For a run interrupted after training (while scoring): its ``train_runtime``, ``best_checkpoint`` and
+    ``best_step``. None unless train_results.json parses: it is written after the best model is saved."""
     try:
         metrics = read_json(folder / TRAIN_RESULTS)
         runtime = metrics["train_runtime"]
     except (OSError, ValueError, TypeError, KeyError):
         return None
     try:
-        best = read_json(folder / "trainer_state.json").get("best_model_checkpoint")
+        state = read_json(folder / "trainer_state.json")
+        best, step = state.get("best_model_checkpoint"), state.get("best_global_step")
     except (OSError, ValueError, AttributeError):
-        best = None
-    return {"train_runtime": runtime, "best_checkpoint": best}
+        best = step = None
+    return {"train_runtime": runtime, "best_checkpoint": best, "best_step": step}
 
 
 def prune_checkpoints(folder: Path) -> None:

@@ -11,8 +11,10 @@ Example (offline, the shipped STS sample and the MiniLM encoder from PyPI):
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
+import os
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -22,12 +24,13 @@ from typing import Optional
 
 import numpy as np
 
-from .arguments import TASK_METRIC, Arguments, UsageError, parse_args
+from .arguments import TASK_METRIC, Arguments, UsageError, check_environment, parse_args
+from .arguments import comma_list as _split
 from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
-from .metrics import metric_fn
 from .json_files import strict, write_json
+from .metrics import metric_fn, metric_names
 from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot
 from .run_claim import claim
 from .runs import (
@@ -62,10 +65,6 @@ class Setting:
 
 
 # ----------------------------------------------------------------------------- option checks
-
-def _split(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
-
 
 def fusion_settings(spec: str, num_layers: int) -> list[Optional[int]]:
     """'none' -> [None]; 'all' -> [None, 0, .., L-1]; 'middle' -> [L // 2]; '3' or 'none,2,4' -> list.
@@ -138,6 +137,8 @@ def parse_seeds(spec: Optional[str]) -> Optional[list[int]]:
         raise UsageError(f"--seeds {spec!r}: expected a comma list of integers such as 0,1,2,3,4") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {spec!r}: name each seed once, at least one")
+    if not all(0 <= s < 2**32 for s in seeds):
+        raise UsageError(f"--seeds {spec!r}: seeds are integers from 0 to 2**32 - 1")
     return seeds
 
 
@@ -162,6 +163,25 @@ def check_limits(args: Arguments, encoder_config) -> None:
         raise UsageError(f"--max-length {p.max_length}: must be at least 2 tokens")
     if positions is not None and p.max_length > positions:
         raise UsageError(f"--max-length {p.max_length} exceeds the encoder's {positions} positions")
+    if args.training.do_train and encoder_config.hidden_size % args.model.reduction:
+        raise UsageError(f"--reduction {args.model.reduction} does not divide the encoder's hidden size "
+                         f"{encoder_config.hidden_size}")
+
+
+def check_metric(args: Arguments, task: Task) -> None:
+    """--metric_for_best_model must be one that the task's dev evaluation reports."""
+    name = args.training.metric_for_best_model
+    known = ("loss", *metric_names(task))
+    if name not in (None, TASK_METRIC) and name.removeprefix("eval_") not in known:
+        raise UsageError(f"--metric_for_best_model {name}: {task.name} dev evaluation reports {', '.join(known)}")
+
+
+def check_length(args: Arguments, task: Task, tokenizer) -> None:
+    """--max_length must leave room for a word of each sentence next to the tokenizer's special tokens."""
+    special = tokenizer.num_special_tokens_to_add(pair=task.kind == "pair")
+    if args.protocol.max_length < special + (2 if task.kind == "pair" else 1):
+        raise UsageError(f"--max-length {args.protocol.max_length} leaves no room for words next to the "
+                         f"tokenizer's {special} special tokens")
 
 
 def encoder_config(name: str):
@@ -188,7 +208,8 @@ def configure_logging(verbose: bool) -> None:
     console.dlfa_console = True
     console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
-    logger.setLevel(logging.INFO)
+    # under torchrun / accelerate launch only the main process tells what happens; the others warn
+    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
     logger.propagate = False
     if verbose:
         datasets.enable_progress_bars()
@@ -253,11 +274,11 @@ def load_data(args: Arguments, task: Task, train: bool = True) -> dict:
         if len(ds) == 0:
             raise DataError(f"the {name} data is empty")
     if "train" in loaded:
-        loaded["train"] = limit(loaded["train"], p.max_train_samples, t.seed)
+        loaded["train"] = limit(loaded["train"], p.max_train_samples, p.subset_seed)
     if "dev" in loaded:
-        loaded["dev"] = limit(loaded["dev"], p.max_eval_samples, t.seed)
+        loaded["dev"] = limit(loaded["dev"], p.max_eval_samples, p.subset_seed)
     if "eval" in loaded:
-        loaded["eval"] = {k: limit(v, p.max_eval_samples, t.seed) for k, v in loaded["eval"].items()}
+        loaded["eval"] = {k: limit(v, p.max_eval_samples, p.subset_seed) for k, v in loaded["eval"].items()}
     return loaded
 
 
@@ -324,14 +345,14 @@ def run_training_args(training, folder: Path, seed: int, task: Task):
 def run_settings(args: Arguments, task: Task, setting: Setting, seed: int, encoder: str) -> dict:
     """What defines a run (run_config.json): our options and every field of the run's TrainingArguments
     that can change a model or a score (runs.training_settings); keys in runs.SCORING_KEYS may change on
-    --resume. ``subset_seed`` (--seed) draws the --max_*_samples subsets, the same for every seed."""
+    --resume. ``subset_seed`` (--subset_seed) draws the --max_*_samples subsets, the same for every seed."""
     m, p, t = args
     return strict({  # as run_config.json holds them, so that they compare with a record
         "task": task.name, "encoder": encoder, "setting": setting.name, "fusion_layer": setting.fusion_layer,
         "gate_init": setting.gate_init, "seed": seed, "reduction": m.reduction, "pooling": m.pooling,
         "aif_lr": m.aif_lr, "backend": m.backend, "data": p.data, "source_langs": _split(p.source_langs),
         "max_length": p.max_length, "max_train_samples": p.max_train_samples, "max_eval_samples": p.max_eval_samples,
-        "subset_seed": t.seed, "eval_langs": eval_languages(p, task), "eval_split": p.eval_split,
+        "subset_seed": p.subset_seed, "eval_langs": eval_languages(p, task), "eval_split": p.eval_split,
         **training_settings(run_training_args(t, Path(t.output_dir), seed, task)),
     })
 
@@ -349,15 +370,21 @@ def language_gate_stats(fields: dict) -> Optional[dict]:
     return summarize_gate_stats(**{k: fields[k] for k in POOLED_GATE_FIELDS})
 
 
-def _prediction_lines(task: Task, model_config, predictions, labels) -> list[str]:
-    """One line per example: the score (STS), the label name, or the tags of the labelled tokens."""
+def _prediction_lines(task: Task, model_config, predictions, labels, sentence_ids=None) -> list[str]:
+    """One line per example: the score (STS), the label name, or the tags of the labelled tokens.
+    sentence_ids (N,): the example of each row when tagging windows cut long sentences; a sentence's
+    windows (consecutive rows, every word labelled in exactly one) are joined back into its line."""
     if task.kind == "pair" and not task.labels:
         return [f"{v:.6f}" for v in np.asarray(predictions).reshape(len(predictions), -1)[:, 0]]
     names = model_config.id2label
     if task.kind == "pair":
         return [names[int(i)] for i in np.asarray(predictions).argmax(-1)]
     ids = np.asarray(predictions).argmax(-1)
-    return [" ".join(names[int(i)] for i, y in zip(row, gold) if y != -100) for row, gold in zip(ids, labels)]
+    rows = [[names[int(i)] for i, y in zip(row, gold) if y != -100] for row, gold in zip(ids, labels)]
+    if sentence_ids is None:
+        return [" ".join(tags) for tags in rows]
+    return [" ".join(tag for _, window in group for tag in window)
+            for _, group in itertools.groupby(zip(sentence_ids, rows), key=lambda pair: pair[0])]
 
 
 def predict_by_length(trainer, ds):
@@ -380,12 +407,14 @@ def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict,
         langs = list(data["eval"])
         for i, lang in enumerate(langs, start=1):
             logger.info("scoring %s (%d/%d)", lang, i, len(langs))
-            ds, compute = scorer(task, tokenize(data["eval"][lang], tokenizer, task, args.protocol.max_length))
+            encoded = tokenize(data["eval"][lang], tokenizer, task, args.protocol.max_length)
+            ds, compute = scorer(task, encoded)
             logits, gate_fields, labels = predict_by_length(trainer, ds)
             all_metrics[lang] = compute(logits, labels)
             gates[lang] = language_gate_stats(gate_fields)
             if trainer.is_world_process_zero():
-                lines = _prediction_lines(task, trainer.model.config, logits, labels)
+                windows = encoded["sentence_id"] if "sentence_id" in encoded.column_names else None
+                lines = _prediction_lines(task, trainer.model.config, logits, labels, windows)
                 (folder / f"predict_results_{lang}.txt").write_text(
                     "index\tprediction\n" + "".join(f"{k}\t{line}\n" for k, line in enumerate(lines)), encoding="utf-8")
     finally:
@@ -396,8 +425,10 @@ def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict,
 def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, folder: Path, meta: dict) -> dict:
     """Source-dev evaluation, per-language scores and predictions, results.json (and the model card)."""
     t = args.training
+    dev_metrics = {}
     if t.do_eval and trainer.eval_dataset is not None:
-        trainer.save_metrics("eval", trainer.evaluate())
+        dev_metrics = trainer.evaluate()
+        trainer.save_metrics("eval", dev_metrics)
     all_metrics, gates, start = {}, {}, time.time()
     if t.do_predict:
         all_metrics, gates = score_languages(args, task, trainer, tokenizer, data, folder)
@@ -408,7 +439,7 @@ def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, fold
     result = {
         "task": task.name, "kind": task.kind, "metric": task.metric, **meta,
         "scores": scores, "mean_non_source": float(np.mean(zero_shot)) if zero_shot else math.nan,
-        "gates": gates, "all_metrics": all_metrics, "source_langs": data["sources"],
+        "gates": gates, "all_metrics": all_metrics, "dev_metrics": dev_metrics, "source_langs": data["sources"],
         "eval_split": args.protocol.eval_split, "eval_time_s": round(time.time() - start, 2),
     }
     if trainer.is_world_process_zero():
@@ -451,12 +482,14 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
             trainer.save_model()  # the best checkpoint (load_best_model_at_end), loadable with from_pretrained
             trainer.save_metrics("train", train_result.metrics)
             trainer.save_state()
-            best_checkpoint = trainer.state.best_model_checkpoint
+            best_checkpoint, best_step = trainer.state.best_model_checkpoint, trainer.state.best_global_step
         else:  # the train metrics and time stay those of the run that trained
-            train_time, best_checkpoint = trained["train_runtime"], trained["best_checkpoint"]
+            train_time, best_checkpoint, best_step = (trained[k] for k in ("train_runtime", "best_checkpoint",
+                                                                           "best_step"))
         meta = {"encoder": m.model_name_or_path, "setting": setting.name, "fusion_layer": setting.fusion_layer,
                 "gate_init": setting.gate_init, "seed": seed, "train_time_s": round(train_time, 2),
-                "best_checkpoint": best_checkpoint, "settings": settings}
+                "best_checkpoint": best_checkpoint if p.keep_checkpoints else None,
+                "best_step": best_step, "settings": settings}
         result = finish_run(args, task, trainer, tokenizer, data, folder, meta)
         state.wait_for_everyone()
         if state.is_main_process and not p.keep_checkpoints:
@@ -477,12 +510,19 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     from transformers import AutoTokenizer
 
     m, p, t = args
-    encoder = resolve_encoder(m.model_name_or_path)
+    try:
+        encoder = resolve_encoder(m.model_name_or_path)
+    except ImportError as e:  # an offline encoder's package is missing
+        raise UsageError(f"--model_name_or_path {m.model_name_or_path}: {e}") from None
+    except OSError as e:  # the offline conversion cannot write its cache folder
+        raise UsageError(f"--model_name_or_path {m.model_name_or_path}: cannot write its converted copy "
+                         f"({e.strerror or e}: {e.filename}); set DLFA_CACHE to a writable folder") from None
     config = encoder_config(encoder)
     if config.model_type == "dlfa":
         raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a saved DLFA model: pass an encoder to "
                          "train, or --do_predict without --do_train to score this model")
     check_limits(args, config)
+    check_metric(args, task)
     settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
     seeds = parse_seeds(p.seeds)
     out = Path(t.output_dir)
@@ -503,10 +543,13 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
         actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
                                     t.overwrite_output_dir) for s, seed, folder in plan]
         state.wait_for_everyone()
-        data = load_data(args, task)  # bad data fails here, before any training
         tokenizer = AutoTokenizer.from_pretrained(encoder)
+        check_length(args, task, tokenizer)
+        data = load_data(args, task)  # bad data fails here, before any training
         results = []
-        for (setting, seed, folder), action in zip(plan, actions):
+        for k, ((setting, seed, folder), action) in enumerate(zip(plan, actions), start=1):
+            if len(plan) > 1:
+                logger.info("run %d of %d: %s", k, len(plan), folder)
             if action == "done":
                 logger.info("%s: finished earlier (results.json), skipped", folder)
                 results.append(read_results(folder / RESULTS))
@@ -523,6 +566,10 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     from . import DLFAConfig  # registers the dlfa model type with the Auto classes
 
     m, p, t = args
+    runs = run_folders_in(Path(m.model_name_or_path))
+    if runs:
+        raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a folder of {len(runs)} runs, not one "
+                         f"model; score one of them: {', '.join(map(str, runs))}")
     config = encoder_config(m.model_name_or_path)
     if not isinstance(config, DLFAConfig):
         raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a {config.model_type!r} model, not a saved "
@@ -536,7 +583,8 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     check_limits(args, config.encoder)
     folder = Path(t.output_dir)
     settings = strict({"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
-                       "max_length": p.max_length, "max_eval_samples": p.max_eval_samples,
+                       "source_langs": _split(p.source_langs), "max_length": p.max_length,
+                       "max_eval_samples": p.max_eval_samples, "subset_seed": p.subset_seed,
                        "eval_langs": p.eval_langs, "eval_split": p.eval_split, "backend": m.backend})
     state = PartialState()
     with ExitStack() as held:
@@ -544,10 +592,16 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
             held.enter_context(claim(folder))
         action = check_run_folder(folder, settings, True, t.overwrite_output_dir, free=RESCORED_KEYS)
         state.wait_for_everyone()
+        tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
+        check_length(args, task, tokenizer)
         data = load_data(args, task, train=False)
         auto = AutoModelForTokenClassification if task.kind == "tagging" else AutoModelForSequenceClassification
         model = auto.from_pretrained(m.model_name_or_path, aif_backend=m.backend)
-        tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
+        for param in model.parameters():
+            # from_pretrained leaves the weights in the file's memory map at offsets that are not 64-byte
+            # aligned, where the CPU's vector kernels sum in another order than for the training run's own
+            # tensors (scores off in the 7th digit); aligned copies score the model exactly as its run did
+            param.data = param.data.clone()
         if state.is_main_process:
             prepare_run_folder(folder, settings, "new" if action != "overwrite" else action)
         state.wait_for_everyone()
@@ -560,6 +614,13 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
             meta = {"encoder": m.model_name_or_path, "setting": setting_name(config.fusion_layer, gate_init),
                     "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
             return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
+
+
+def run_folders_in(folder: Path) -> list[Path]:
+    """The finished run folders (a model and results.json) below ``folder``, when it is not one itself."""
+    if not folder.is_dir() or (folder / "config.json").exists():
+        return []
+    return sorted(r.parent for r in folder.rglob(RESULTS) if (r.parent / "config.json").is_file())
 
 
 def _mean_over_seeds(results: list[dict]) -> list[dict]:
@@ -575,15 +636,30 @@ def _mean_over_seeds(results: list[dict]) -> list[dict]:
     return merged
 
 
+def print_dev_scores(task: Task, results: list[dict]) -> None:
+    """The source-dev scores of runs that scored no language (--do_eval without --do_predict)."""
+    rows = [(r["setting"] + ("" if r.get("seed") is None else f" seed {r['seed']}"),
+             r.get("dev_metrics", {}).get(f"eval_{task.metric}")) for r in results]
+    rows = [(name, value) for name, value in rows if value is not None]
+    if rows:
+        print(f"\n{task.name}: source-language dev ({','.join(results[0]['source_langs'])}) {task.metric}")
+        width = max(len(name) for name, _ in rows)
+        print("\n".join(f"{name:<{width}}  {value:.4f}" for name, value in rows))
+
+
 def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
     """The table on stdout; with several settings the sweep files, with --seeds the summary files."""
     m, p, t = args
     out = Path(t.output_dir)
-    if not results or not results[0]["scores"]:
+    if not results:
+        return
+    if not results[0]["scores"]:
+        print_dev_scores(task, results)
         return
     seeds = parse_seeds(p.seeds)
     table_runs = _mean_over_seeds(results) if seeds else results
-    print(f"\n{task.name}: trained on {','.join(results[0]['source_langs'])}; {p.eval_split} {task.metric} per language"
+    scored = f"trained on {','.join(results[0]['source_langs'])}" if t.do_train else m.model_name_or_path
+    print(f"\n{task.name}: {scored}; {p.eval_split} {task.metric} per language"
           + (f", mean over seeds {','.join(map(str, seeds))}" if seeds else ""))
     print(format_table(table_runs))
     if len(table_runs) > 1:
@@ -607,6 +683,7 @@ def run(args: Arguments) -> list[dict]:
     from accelerate import PartialState
 
     configure_logging(args.protocol.verbose)
+    check_environment(args)
     task = TASKS[args.protocol.task]
     results = train_runs(args, task) if args.training.do_train else score_saved_model(args, task)
     if PartialState().is_main_process:

@@ -1,6 +1,7 @@
 """``DLFATrainer``: the Hugging Face ``Trainer`` with an AIF learning rate and gate statistics in prediction."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -44,6 +45,14 @@ class DLFATrainer(Trainer):
                 optimizer.add_param_group({**group, "params": own, "lr": self.aif_lr})
         return optimizer
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        with _every_example(self.args):
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        with _every_example(self.args):
+            return super().get_test_dataloader(test_dataset)
+
     def _get_eval_sampler(self, eval_dataset):
         """Evaluation and prediction always in dataset order (sharded by accelerate when distributed):
         prediction files, sliding windows and the length-ordered scoring rely on it, and the Trainer
@@ -61,6 +70,16 @@ class DLFATrainer(Trainer):
         gates = {k: v.detach() for k, v in out.items() if k.startswith("gate_") and torch.is_tensor(v)}
         loss = out["loss"].detach().mean() if out.get("loss") is not None else None
         return loss, (out["logits"].detach(), gates), inputs.get("labels")
+
+
+@contextmanager
+def _every_example(args):
+    """Scoring drops no last batch: ``--dataloader_drop_last`` is for training batches only."""
+    drop_last, args.dataloader_drop_last = args.dataloader_drop_last, False
+    try:
+        yield
+    finally:
+        args.dataloader_drop_last = drop_last
 
 
 class TrainingProgressOnly(ProgressCallback):
