@@ -11,6 +11,9 @@ from dlfa_kernels import BACKENDS
 
 DEFAULT_ENCODER = "bert-base-multilingual-cased"
 POOLINGS = ("cls", "mean")
+# sentence-transformers' CrossEncoder applies a sigmoid to a one-label model unless its config names another
+# activation; a regression model's score is its raw output
+CROSS_ENCODER_IDENTITY = {"activation_fn": "torch.nn.modules.linear.Identity"}
 
 
 def check_gate_init(gate_init) -> Optional[float]:
@@ -88,6 +91,10 @@ class DLFAConfig(PretrainedConfig):
             gradients reach the up-projections from the first step.
         classifier_dropout: dropout before the head; None = the encoder's hidden dropout.
         sentence_pooling: "cls" (first token) or "mean" (over real tokens), for sentence heads.
+
+    A config with one label and no ``problem_type`` is a regression one (STS): ``problem_type``
+    is set to ``"regression"``, so ``pipeline("text-classification")`` returns the raw score, and
+    ``sentence_transformers`` records the identity activation for sentence-transformers' ``CrossEncoder``.
     """
 
     model_type = "dlfa"
@@ -128,6 +135,10 @@ class DLFAConfig(PretrainedConfig):
         self.sentence_pooling = sentence_pooling
         kwargs.setdefault("initializer_range", getattr(encoder, "initializer_range", 0.02))
         super().__init__(**kwargs)
+        if self.problem_type is None and self.num_labels == 1:
+            self.problem_type = "regression"
+        if self.problem_type == "regression":
+            self.sentence_transformers = {**CROSS_ENCODER_IDENTITY, **(getattr(self, "sentence_transformers", None) or {})}
 
     @property
     def hidden_size(self) -> int:
