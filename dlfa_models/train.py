@@ -28,7 +28,10 @@ from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
 from .metrics import metric_fn
-from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot, write_json
+from .model_card import model_card
+from .report import (
+    format_table, plot_heatmap, setting_name, sweep_table, transfer_figures, try_plot, write_json,
+)
 from .runs import (
     RESULTS, check_run_folder, last_complete_checkpoint, prepare_run_folder, prune_checkpoints,
 )
@@ -403,16 +406,19 @@ def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, fold
                                          for k, v in m.items()})
     scores = {lang: m[task.metric] for lang, m in all_metrics.items()}
     zero_shot = [v for lang, v in scores.items() if lang not in data["sources"]]
+    zero_shot_mean = float(np.mean(zero_shot)) if zero_shot else math.nan
     result = {
         "task": task.name, "kind": task.kind, "metric": task.metric, **meta,
-        "scores": scores, "mean_non_source": float(np.mean(zero_shot)) if zero_shot else math.nan,
+        "scores": scores, "mean_non_source": zero_shot_mean,
+        **transfer_figures(scores, data["sources"], zero_shot_mean),
         "gates": gates, "all_metrics": all_metrics, "source_langs": data["sources"],
         "eval_split": args.protocol.eval_split, "eval_time_s": round(time.time() - start, 2),
     }
     if trainer.is_world_process_zero():
         write_json(folder / RESULTS, result)
         if t.do_train:
-            (folder / "README.md").write_text(model_card(result), encoding="utf-8")
+            best_on_dev = trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint is not None
+            model_card(result, best_on_dev).save(folder / "README.md")
     return result
 
 
