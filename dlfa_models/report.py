@@ -55,8 +55,10 @@ def transfer_figures(scores: dict, sources: list, zero_shot_mean: float) -> dict
 
 
 def sweep_table(results: list[dict]) -> dict:
-    """{"metric", "languages", "settings", "scores": [[score per setting] per language]}."""
+    """{"task", "metric", "languages", "settings", "scores": [[score per setting] per language],
+    "mean_non_source", "transfer_gap", "transfer_ratio": [per setting]}."""
     langs = list(results[0]["scores"])
+    transfer = [transfer_figures(r["scores"], r["source_langs"], r["mean_non_source"]) for r in results]
     return {
         "task": results[0]["task"],
         "metric": results[0]["metric"],
@@ -64,6 +66,8 @@ def sweep_table(results: list[dict]) -> dict:
         "settings": [r["setting"] for r in results],
         "scores": [[r["scores"][lang] for r in results] for lang in langs],
         "mean_non_source": [r["mean_non_source"] for r in results],
+        "transfer_gap": [t["transfer_gap"] for t in transfer],
+        "transfer_ratio": [t["transfer_ratio"] for t in transfer],
     }
 
 
@@ -78,19 +82,25 @@ def try_plot(plot, *args) -> bool:
     return True
 
 
+def heatmap_rows(table: dict) -> tuple[list[str], "np.ndarray"]:
+    """The heatmap's row labels and (rows, settings) scores: the languages, then the zero-shot mean."""
+    return (table["languages"] + ["mean (zero-shot)"],
+            np.array(table["scores"] + [table["mean_non_source"]], dtype=float))
+
+
 def plot_heatmap(table: dict, path: Path) -> None:
     """Languages × settings heatmap of the metric, the best setting per language in bold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    scores = np.array(table["scores"], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table["settings"]) + 2), 0.45 * len(table["languages"]) + 1.8))
+    labels, scores = heatmap_rows(table)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table["settings"]) + 2), 0.45 * len(labels) + 1.8))
     im = ax.imshow(scores, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(table["settings"])), table["settings"], rotation=45, ha="right")
-    ax.set_yticks(range(len(table["languages"])), table["languages"])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.axhline(len(labels) - 1.5, color="white", lw=1.5)  # separates the zero-shot mean row
     for i, row in enumerate(scores):
         best = int(np.nanargmax(row)) if np.isfinite(row).any() else -1
         for j, v in enumerate(row):

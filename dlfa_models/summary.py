@@ -256,9 +256,10 @@ def _ci(stats: dict) -> str:
     return ("~" if stats.get("rough") else "") + f"[{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
 
 
-def format_summary(summary: dict) -> str:
-    """Plain-text tables: mean ± std per language and setting, the mean gate of fused settings, then
-    paired differences to the baseline."""
+def summary_tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The summary's tables as (title, header, rows of cells): mean ± std per row and setting, the mean gate
+    of fused settings, then per setting the paired differences to the baseline (``format_summary`` prints
+    them, ``dlfa_models.tables`` writes them as Markdown)."""
     names = list(summary["settings"])
     rows = summary_rows(summary)
 
@@ -267,24 +268,41 @@ def format_summary(summary: dict) -> str:
         f"{n} (n={len(summary['settings'][n]['seeds'])})" for n in names]
     table = [[lang + (" (source)" if lang in summary["source_langs"] else "")] +
              [_pm(_cell(summary["settings"][n], lang)) for n in names] for lang in rows]
-    lines = _grid(header, table)
+    tables = [("", header, table)]
 
     gated = [n for n in names if "gate_mean" in summary["settings"][n]]
     if gated:
         header = ["gate M (mean ± std over seeds)"] + gated
         table = [[lang] + [_pm(summary["settings"][n]["gate_mean"][lang]) for n in gated]
                  for lang in summary["languages"]]
-        lines += [""] + _grid(header, table)
+        tables.append(("", header, table))
 
     base = summary["baseline"]
     for name, diff in summary["differences"].items():
-        lines += ["", f"{name} − {base}, paired over seeds {diff['common_seeds']}:"]
         head = ["language", "Δ mean ± std", "p (paired t)", "95% CI (bootstrap)", "improved"]
         body = [_difference_row(lang, _cell(diff, lang)) for lang in rows]
-        lines += _grid(head, body)
-    if GAP in rows:
-        lines += ["", f"{GAP}: source − zero-shot mean (lower is better: 'improved' counts seeds whose gap narrowed); "
-                      f"{RATIO}: zero-shot mean / source."]
+        tables.append((f"{name} − {base}, paired over seeds {diff['common_seeds']}:", head, body))
+    return tables
+
+
+def summary_legend(summary: dict) -> list[str]:
+    """What the transfer rows mean (when the summary has them), then the notes."""
+    lines = []
+    if GAP in summary_rows(summary):
+        lines.append(f"{GAP}: source − zero-shot mean (lower is better: 'improved' counts seeds whose gap "
+                     f"narrowed); {RATIO}: zero-shot mean / source.")
+    return lines
+
+
+def format_summary(summary: dict) -> str:
+    """Plain-text tables: mean ± std per language and setting, the mean gate of fused settings, then
+    paired differences to the baseline; the legend and the notes."""
+    lines = []
+    for i, (title, header, body) in enumerate(summary_tables(summary)):
+        lines += ([""] if i else []) + ([title] if title else []) + _grid(header, body)
+    legend = summary_legend(summary)
+    if legend:
+        lines += [""] + legend
     if summary["notes"]:
         lines += ["", "Notes:"] + [f"- {note}" for note in summary["notes"]]
     return "\n".join(lines)

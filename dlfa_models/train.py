@@ -570,19 +570,26 @@ def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
           + (f", mean over seeds {','.join(map(str, seeds))}" if seeds else ""))
     print(format_table(table_runs))
     if len(table_runs) > 1:
+        from .tables import write_sweep_tables
+
         table = sweep_table(table_runs)
         write_json(out / "sweep.json", table)
+        write_sweep_tables(table, out)
         drawn = try_plot(plot_heatmap, table, out / "sweep.png")
-        print(f"\nsweep table: {out / 'sweep.json'}" + (f", heatmap: {out / 'sweep.png'}" if drawn else ""))
+        print(f"\nsweep table: {out / 'sweep.json'} (also sweep.md, sweep.csv)"
+              + (f", heatmap: {out / 'sweep.png'}" if drawn else ""))
     if seeds:
         from .summary import format_summary, plot_difference_heatmap, summarize
+        from .tables import write_summary_tables
 
         summary = summarize(results, baseline="baseline" if any(r["setting"] == "baseline" for r in results) else None)
         write_json(out / "summary.json", summary)
         print("\n" + format_summary(summary))
         title = f"{task.name} {p.eval_split}, {m.model_name_or_path}, seeds {','.join(map(str, seeds))}"
+        write_summary_tables(summary, out, title)
         drawn = try_plot(plot_difference_heatmap, summary, out / "summary.png", title)
-        print(f"\nsummary: {out / 'summary.json'}" + (f", difference heatmap: {out / 'summary.png'}" if drawn else ""))
+        print(f"\nsummary: {out / 'summary.json'} (also summary.md, summary.csv)"
+              + (f", difference heatmap: {out / 'summary.png'}" if drawn else ""))
 
 
 def run(args: Arguments) -> list[dict]:
