@@ -27,6 +27,7 @@ from .arguments import TASK_METRIC, Arguments, UsageError, parse_args
 from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
+from .keep import apply_keep
 from .metrics import metric_fn
 from .model_card import model_card
 from .report import (
@@ -161,6 +162,10 @@ def check_limits(args: Arguments, encoder_config) -> None:
         raise UsageError(f"--max-length {p.max_length}: must be at least 2 tokens")
     if positions is not None and p.max_length > positions:
         raise UsageError(f"--max-length {p.max_length} exceeds the encoder's {positions} positions")
+    if p.curve_steps is not None and p.curve_steps <= 0:
+        raise UsageError(f"--curve_steps {p.curve_steps}: must be a positive number of steps")
+    if p.curve_zero_shot and p.curve_steps is None:
+        raise UsageError("--curve_zero_shot needs --curve_steps (how often to score)")
 
 
 def encoder_config(name: str):
@@ -252,6 +257,9 @@ def load_data(args: Arguments, task: Task, train: bool = True) -> dict:
         loaded["dev"] = limit(loaded["dev"], p.max_eval_samples, t.seed)
     if "eval" in loaded:
         loaded["eval"] = {k: limit(v, p.max_eval_samples, t.seed) for k, v in loaded["eval"].items()}
+    if train and p.curve_zero_shot:  # the zero-shot languages' dev sets, scored along the learning curve
+        loaded["curve"] = {lang: limit(load_split(task, lang, "validation", p.data), p.max_eval_samples, t.seed)
+                           for lang in langs if lang not in sources}
     return loaded
 
 
@@ -278,6 +286,17 @@ def scorer(task: Task, encoded):
         return encoded, compute
     ids = np.asarray(encoded["sentence_id"])
     return encoded.remove_columns("sentence_id"), lambda p, y: compute(p, y, sentence_ids=ids)
+
+
+def learning_curve(args: Arguments, task: Task, data: dict, tokenizer, folder: Path, main: bool):
+    """The ``LearningCurve`` callback of a run: source dev, and with --curve_zero_shot the other dev sets."""
+    from .curves import CURVES, LearningCurve
+
+    p = args.protocol
+    source = ",".join(data["sources"])
+    dev = {source: data["dev"], **data.get("curve", {})}
+    datasets = {lang: scorer(task, tokenize(ds, tokenizer, task, p.max_length)) for lang, ds in dev.items()}
+    return LearningCurve(p.curve_steps, datasets, task.metric, [source], folder / CURVES if main else None)
 
 
 def make_trainer(args: Arguments, task: Task, model, tokenizer, training_args, train_ds=None, dev_ds=None,
@@ -439,8 +458,11 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         train_ds = tokenize(data["train"], tokenizer, task, p.max_length)
         dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length)
         train_ds = train_ds.remove_columns("sentence_id") if "sentence_id" in train_ds.column_names else train_ds
+        curve = learning_curve(args, task, data, tokenizer, folder, state.is_main_process) if p.curve_steps else None
         trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, seed, task),
-                               train_ds, dev_ds, callbacks)
+                               train_ds, dev_ds, [*callbacks, *([curve] if curve else [])])
+        if curve:
+            curve.trainer = trainer
         checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
         if checkpoint:
             logger.info("resuming from %s", checkpoint)
@@ -457,13 +479,15 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         state.wait_for_everyone()
         if state.is_main_process and not p.keep_checkpoints:
             prune_checkpoints(folder)
+        if state.is_main_process:
+            apply_keep(folder, p.keep, trainer.model)
     return result, trainer
 
 
 # ----------------------------------------------------------------------------- the command
 
-def run_folder(out: Path, task: Task, setting: Setting, seed: int, per_seed: bool) -> Path:
-    folder = out / f"{task.name}-{setting.name}"
+def run_folder(out: Path, task: Task, setting: str, seed: int, per_seed: bool) -> Path:
+    folder = out / f"{task.name}-{setting}"
     return folder / f"seed-{seed}" if per_seed else folder
 
 
@@ -481,7 +505,7 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
     seeds = parse_seeds(p.seeds)
     out = Path(t.output_dir)
-    plan = [(s, seed, run_folder(out, task, s, seed, seeds is not None)) for s in settings for seed in seeds or [t.seed]]
+    plan = [(s, seed, run_folder(out, task, s.name, seed, seeds is not None)) for s in settings for seed in seeds or [t.seed]]
     resume = p.resume or bool(t.resume_from_checkpoint)
     actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
                                 t.overwrite_output_dir) for s, seed, folder in plan]
@@ -592,6 +616,23 @@ def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
               + (f", difference heatmap: {out / 'summary.png'}" if drawn else ""))
 
 
+def write_curves_plot(args: Arguments, task: Task, results: list[dict]) -> None:
+    """curves.png in --output_dir: per setting the runs' learning curves, mean ± std over seeds."""
+    from .curves import CURVES, plot_curves
+
+    m, p, t = args
+    out, seeds = Path(t.output_dir), parse_seeds(p.seeds)
+    curves: dict[str, list[dict]] = {}
+    for r in results:
+        path = run_folder(out, task, r["setting"], r["seed"], seeds is not None) / CURVES
+        if path.is_file():
+            curves.setdefault(r["setting"], []).append(_read_json(path))
+    if curves:
+        title = f"{task.name}, {m.model_name_or_path}" + (f", seeds {','.join(map(str, seeds))}" if seeds else "")
+        if try_plot(plot_curves, curves, out / "curves.png", title):
+            print(f"learning curves: {out / 'curves.png'}")
+
+
 def run(args: Arguments) -> list[dict]:
     """Train (and score) every planned run, or score a saved model; returns the per-run results."""
     from accelerate import PartialState
@@ -601,6 +642,7 @@ def run(args: Arguments) -> list[dict]:
     results = train_runs(args, task) if args.training.do_train else score_saved_model(args, task)
     if PartialState().is_main_process:
         write_reports(args, task, results)
+        write_curves_plot(args, task, results)
     return results
 
 
