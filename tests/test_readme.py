@@ -4,7 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
-import huggingface_hub
+import huggingface_hub.constants
 import pytest
 import torch
 
