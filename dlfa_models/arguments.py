@@ -213,6 +213,8 @@ def parse_args(argv: Optional[list[str]] = None) -> Arguments:
     """Parse the command line (``sys.argv[1:]`` by default) into the three dataclasses."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    # the file's values become the parser's defaults, so the command line still overrides them;
+    # HfArgumentParser.parse_yaml_file / parse_json_file read a file alone, with no command line on top
     pre, _ = parser.parse_known_args(argv)  # only to find --config
     if pre.config:
         values = _read_config(pre.config)

@@ -76,6 +76,8 @@ def prepare_run_folder(folder: Path, settings: dict, action: str) -> None:
 
 def last_complete_checkpoint(folder: Path) -> Optional[str]:
     """The newest checkpoint with its trainer state; an interrupted save (no trainer_state.json) is skipped."""
+    # not transformers.trainer_utils.get_last_checkpoint: it returns the newest checkpoint-* folder even
+    # when its save was cut short, and resuming from that fails
     for path in reversed(checkpoints(folder)):
         if (path / "trainer_state.json").is_file():
             return str(path)
