@@ -122,6 +122,9 @@ class DLFAConfig(PretrainedConfig):
             raise TypeError(f"encoder must be a PretrainedConfig or a dict, got {type(encoder).__name__}")
         if isinstance(encoder, DLFAConfig):
             raise ValueError("the encoder config is itself a DLFA config; pass the plain encoder's config")
+        if isinstance(getattr(encoder, "dlfa", None), dict):  # its AIF would come back inside this model's
+            raise ValueError("the encoder config is of a model changed by apply_dlfa (it has 'dlfa' settings); "
+                             "load that model with from_pretrained, or pass the plain encoder")
         self.encoder = encoder
         self.fusion_layer = check_fusion_settings(encoder, fusion_layer, reduction, aif_backend)
         if sentence_pooling not in POOLINGS:

@@ -159,10 +159,11 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     ``scores[lang]`` = {mean, std, n, per_seed} and ``zero_shot`` likewise, and
     ``gate_mean[lang]`` likewise (the mean gate M, how much of the last layer the fusion takes;
     only for settings whose runs report gate statistics),
+    ``transfer_gap`` and ``transfer_ratio`` likewise (source mean − zero-shot mean, zero-shot mean / source mean),
     ``differences[name]`` (every setting but the baseline) holds ``common_seeds``,
     ``seeds_without_baseline``, ``baseline_seeds_without_setting``, and for each
-    language and for ``zero_shot``: {mean, std, n, p_value, ci_low, ci_high,
-    improved, seeds, dropped_nan_seeds}. Per-seed maps are keyed by ``str(seed)``.
+    language, ``zero_shot``, ``transfer_gap`` and ``transfer_ratio``: {mean, std, n, p_value, ci_low, ci_high,
+    rough, improved, seeds, dropped_nan_seeds}. Per-seed maps are keyed by ``str(seed)``.
     """
     _check_results(results)
     languages = list(dict.fromkeys(lang for run in results for lang in run["scores"]))

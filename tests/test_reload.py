@@ -58,3 +58,9 @@ def test_pipeline_of_a_saved_apply_dlfa_model_uses_the_aif(tmp_path):
     got = pipeline("text-classification", model=str(tmp_path / "saved"), top_k=None)([text])[0]
     by_label = {d["label"]: d["score"] for d in got}
     assert [by_label["LABEL_0"], by_label["LABEL_1"]] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_an_apply_dlfa_model_is_no_encoder_for_a_dlfa_model(tmp_path):
+    fused_model().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="changed by apply_dlfa"):
+        dm.DLFAForSequenceClassification.from_encoder(str(tmp_path), fusion_layer=1, num_labels=2)
