@@ -141,7 +141,8 @@ class DLFAConfig(PretrainedConfig):
         if self.problem_type is None and self.num_labels == 1:
             self.problem_type = "regression"
         if self.problem_type == "regression":
-            self.sentence_transformers = {**CROSS_ENCODER_IDENTITY, **(getattr(self, "sentence_transformers", None) or {})}
+            given = getattr(self, "sentence_transformers", None) or {}
+            self.sentence_transformers = {**CROSS_ENCODER_IDENTITY, **given}
 
     @property
     def hidden_size(self) -> int:

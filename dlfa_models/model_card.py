@@ -33,7 +33,8 @@ def _pipeline_tag(kind: str) -> str:
 
 
 def _usage(result: dict, auto: str) -> list[str]:
-    lines = ["```python", "import dlfa_models  # registers the DLFA classes with the Auto classes (needed to load this model)",
+    lines = ["```python",
+             "import dlfa_models  # registers the DLFA classes with the Auto classes (needed to load this model)",
              f"from transformers import {auto}", "", f'model = {auto}.from_pretrained("path/to/this/folder")', "```"]
     if result["task"] == "sts":
         lines += ["", "The model's output is the similarity score (`problem_type` regression):", "",
@@ -57,9 +58,11 @@ def model_card(result: dict, best_on_dev: bool) -> ModelCard:
     card_data = ModelCardData(
         library_name="transformers", base_model=base, datasets=[dataset] if settings.get("data") == "hub" else None,
         language=list(result["scores"]) or list(result["source_langs"]), pipeline_tag=_pipeline_tag(task.kind),
-        tags=["dlfa", task.name, "zero-shot-cross-lingual"], model_name=f"{Path(encoder).name}-dlfa-{task.name}-{result['setting']}",
-        eval_results=[EvalResult(task_type=_pipeline_tag(task.kind), dataset_type=dataset, dataset_name=f"{dataset} {lang}",
-                                 dataset_config=lang, dataset_split=split, metric_type=metric, metric_value=score)
+        tags=["dlfa", task.name, "zero-shot-cross-lingual"],
+        model_name=f"{Path(encoder).name}-dlfa-{task.name}-{result['setting']}",
+        eval_results=[EvalResult(task_type=_pipeline_tag(task.kind), dataset_type=dataset,
+                                 dataset_name=f"{dataset} {lang}", dataset_config=lang, dataset_split=split,
+                                 metric_type=metric, metric_value=score)
                       for lang, score in scores.items()] or None,
         hyperparameters={k: settings[k] for k in HYPERPARAMETERS if settings.get(k) is not None},
     )

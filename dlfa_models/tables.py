@@ -43,8 +43,8 @@ def write_sweep_tables(table: dict, out: Path) -> None:
     frame = sweep_frame(table)
     frame.to_csv(out / "sweep.csv", float_format="%.6f")
     title = f"{table['task']}: {table['metric']} per language and fusion setting"
-    (out / "sweep.md").write_text(f"## {title}\n\n{_bold_best(frame).to_markdown(colalign=['left'] + ['right'] * frame.shape[1])}\n",
-                                  encoding="utf-8")
+    markdown = _bold_best(frame).to_markdown(colalign=["left"] + ["right"] * frame.shape[1])
+    (out / "sweep.md").write_text(f"## {title}\n\n{markdown}\n", encoding="utf-8")
 
 
 def summary_frame(summary: dict) -> pd.DataFrame:

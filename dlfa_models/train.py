@@ -505,7 +505,8 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
     seeds = parse_seeds(p.seeds)
     out = Path(t.output_dir)
-    plan = [(s, seed, run_folder(out, task, s.name, seed, seeds is not None)) for s in settings for seed in seeds or [t.seed]]
+    plan = [(s, seed, run_folder(out, task, s.name, seed, seeds is not None))
+            for s in settings for seed in seeds or [t.seed]]
     resume = p.resume or bool(t.resume_from_checkpoint)
     actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
                                 t.overwrite_output_dir) for s, seed, folder in plan]
