@@ -8,6 +8,7 @@ from transformers import (
 
 from .apply import apply_dlfa, load_dlfa_pretrained
 from .configuration_dlfa import DEFAULT_ENCODER, DLFAConfig
+from .encoders import resolve_encoder as encoder_path
 from .gate_init import init_gate
 from .gate_stats import GATE_HIST_BINS, GATE_STAT_FIELDS, gate_statistics, summarize_gate_stats
 from .modeling_dlfa import (
@@ -23,6 +24,6 @@ AutoModelForTokenClassification.register(DLFAConfig, DLFAForTokenClassification,
 __all__ = [
     "DEFAULT_ENCODER", "DLFAConfig", "DLFAModel", "DLFAPreTrainedModel", "DLFAForSequenceClassification",
     "DLFAForTokenClassification", "DLFAModelOutput", "DLFASequenceClassifierOutput", "DLFATokenClassifierOutput",
-    "apply_dlfa", "load_dlfa_pretrained", "init_gate", "gate_statistics", "summarize_gate_stats",
+    "apply_dlfa", "load_dlfa_pretrained", "encoder_path", "init_gate", "gate_statistics", "summarize_gate_stats",
     "GATE_HIST_BINS", "GATE_STAT_FIELDS",
 ]

@@ -11,10 +11,9 @@ import functools
 import inspect
 import os
 import types
-from typing import Optional, Union
+from typing import Union
 
 import torch
-from huggingface_hub import load_torch_model
 from transformers import AutoConfig, PreTrainedModel
 
 from dlfa_kernels import AIF
@@ -50,8 +49,9 @@ def apply_dlfa(
             of :class:`dlfa_models.DLFAConfig` (``gate_init=None``: random AIF weights,
             N(0, initializer_range), biases zero).
 
-    The settings are written to ``model.config.dlfa`` (so into ``config.json``);
-    reload a saved model with :func:`load_dlfa_pretrained`.
+    The settings are written to ``model.config.dlfa`` (so into ``config.json``), and a model
+    built from such a config gets its AIF back (see :func:`_restore_dlfa`): ``from_pretrained``
+    of the model's own class or of an Auto class reloads a saved model whole.
     """
     if not isinstance(model, PreTrainedModel):
         raise TypeError(f"apply_dlfa needs a Hugging Face PreTrainedModel, got {type(model).__name__}")
@@ -122,18 +122,50 @@ def load_dlfa_pretrained(model_class, path: Union[str, os.PathLike], **config_kw
     """Reload a model that was saved (``save_pretrained``) after :func:`apply_dlfa`, from a local folder.
 
     ``model_class``: the model's class (``BertForSequenceClassification``) or an Auto class
-    (``AutoModelForSequenceClassification``). Builds it from the saved config, applies DLFA with the saved settings
-    (``config.dlfa``) and loads every saved weight, AIF included, strictly.
-    ``config_kwargs`` override config fields (as ``from_pretrained`` would).
+    (``AutoModelForSequenceClassification``). ``model_class.from_pretrained`` does the same (the AIF
+    comes back from the saved ``config.dlfa``); this also refuses a folder saved without DLFA and
+    any missing or unexpected weight. ``config_kwargs`` override config fields (as ``from_pretrained``'s).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"the model folder {os.fspath(path)!r} does not exist")
     config = AutoConfig.from_pretrained(path, **config_kwargs)
-    settings: Optional[dict] = getattr(config, CONFIG_KEY, None)
-    if not isinstance(settings, dict):
+    if not isinstance(getattr(config, CONFIG_KEY, None), dict):
         raise ValueError(f"{os.fspath(path)!r} was not saved from an apply_dlfa'd model (its config has no "
                          f"'{CONFIG_KEY}' settings); load it with {model_class.__name__}.from_pretrained")
-    is_model_class = isinstance(model_class, type) and issubclass(model_class, PreTrainedModel)
-    model = apply_dlfa(model_class(config) if is_model_class else model_class.from_config(config), **settings)
-    load_torch_model(model, path, strict=True)
+    model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
+    wrong = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if wrong:
+        raise ValueError(f"{os.fspath(path)!r} does not match {type(model).__name__} with DLFA: {wrong}")
     return model.eval()
+
+
+def _restore_dlfa(model: PreTrainedModel) -> None:
+    """Give a model built from a config that records :func:`apply_dlfa` settings its AIF back.
+
+    Called at the end of every Hugging Face model's construction (``post_init``), so
+    ``from_pretrained`` of the model's class or an Auto class, ``from_config`` and ``cls(config)``
+    all rebuild the AIF before the saved weights are loaded into it. Without this hook
+    transformers would drop the saved ``*.aif.*`` weights as unexpected and return the
+    unfused model. Configs without the ``dlfa`` key are untouched.
+    """
+    settings = getattr(model.config, CONFIG_KEY, None)
+    if isinstance(settings, dict) and not isinstance(getattr(model.base_model, "aif", None), AIF):
+        apply_dlfa(model, **settings)
+
+
+def _install_restore_hook() -> None:
+    """Wrap ``PreTrainedModel.post_init`` with :func:`_restore_dlfa` (once; importing dlfa_models does it)."""
+    post_init = PreTrainedModel.post_init
+    if getattr(post_init, "dlfa_restores", False):
+        return
+
+    @functools.wraps(post_init)
+    def post_init_restoring_dlfa(self, *args, **kwargs):
+        post_init(self, *args, **kwargs)
+        _restore_dlfa(self)
+
+    post_init_restoring_dlfa.dlfa_restores = True
+    PreTrainedModel.post_init = post_init_restoring_dlfa
+
+
+_install_restore_hook()

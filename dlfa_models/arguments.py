@@ -98,6 +98,16 @@ class ProtocolArguments:
         "help": "Keep the checkpoint-* folders (with optimizer state) after a run; default: keep only the best model."})
     verbose: bool = field(default=False, metadata={
         "help": "Show dataset mapping bars, per-evaluation progress bars and model load reports."})
+    # learning curves and what a run folder keeps
+    curve_steps: Optional[int] = field(default=None, metadata={"help": (
+        "Score source dev before training, every N steps and at the last step, into curves.json per run "
+        "(and curves.png beside the summary or sweep).")})
+    curve_zero_shot: bool = field(default=False, metadata={
+        "help": "With --curve_steps, also score the dev split of every --eval_langs language that is not a source."})
+    keep: str = field(default="model", metadata={"choices": ["model", "weights", "none"], "help": (
+        "What a finished run folder keeps besides its results, predictions and logs: 'model' (the saved model "
+        "and tokenizer, loadable with from_pretrained), 'weights' (config.json and fusion.safetensors: only the AIF "
+        "and head weights) or 'none'.")})
 
 
 @dataclass
@@ -304,6 +314,8 @@ def parse_args(argv: Optional[list[str]] = None) -> Arguments:
     --do_train, --config, the command line."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    # the file's values become the parser's defaults, so the command line still overrides them;
+    # HfArgumentParser.parse_yaml_file / parse_json_file read a file alone, with no command line on top
     pre, _ = parser.parse_known_args(argv)  # only to find --config
     config = _config_defaults(parser, _read_config(pre.config), pre.config) if pre.config else {}
     parser.set_defaults(**config)

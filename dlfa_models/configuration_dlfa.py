@@ -11,6 +11,9 @@ from dlfa_kernels import BACKENDS
 
 DEFAULT_ENCODER = "bert-base-multilingual-cased"
 POOLINGS = ("cls", "mean")
+# sentence-transformers' CrossEncoder applies a sigmoid to a one-label model unless its config names another
+# activation; a regression model's score is its raw output
+CROSS_ENCODER_IDENTITY = {"activation_fn": "torch.nn.modules.linear.Identity"}
 
 
 def check_gate_init(gate_init) -> Optional[float]:
@@ -88,6 +91,10 @@ class DLFAConfig(PretrainedConfig):
             gradients reach the up-projections from the first step.
         classifier_dropout: dropout before the head; None = the encoder's hidden dropout.
         sentence_pooling: "cls" (first token) or "mean" (over real tokens), for sentence heads.
+
+    A config with one label and no ``problem_type`` is a regression one (STS): ``problem_type``
+    is set to ``"regression"``, so ``pipeline("text-classification")`` returns the raw score, and
+    ``sentence_transformers`` records the identity activation for sentence-transformers' ``CrossEncoder``.
     """
 
     model_type = "dlfa"
@@ -115,6 +122,9 @@ class DLFAConfig(PretrainedConfig):
             raise TypeError(f"encoder must be a PretrainedConfig or a dict, got {type(encoder).__name__}")
         if isinstance(encoder, DLFAConfig):
             raise ValueError("the encoder config is itself a DLFA config; pass the plain encoder's config")
+        if isinstance(getattr(encoder, "dlfa", None), dict):  # its AIF would come back inside this model's
+            raise ValueError("the encoder config is of a model changed by apply_dlfa (it has 'dlfa' settings); "
+                             "load that model with from_pretrained, or pass the plain encoder")
         self.encoder = encoder
         self.fusion_layer = check_fusion_settings(encoder, fusion_layer, reduction, aif_backend)
         if sentence_pooling not in POOLINGS:
@@ -128,6 +138,11 @@ class DLFAConfig(PretrainedConfig):
         self.sentence_pooling = sentence_pooling
         kwargs.setdefault("initializer_range", getattr(encoder, "initializer_range", 0.02))
         super().__init__(**kwargs)
+        if self.problem_type is None and self.num_labels == 1:
+            self.problem_type = "regression"
+        if self.problem_type == "regression":
+            given = getattr(self, "sentence_transformers", None) or {}
+            self.sentence_transformers = {**CROSS_ENCODER_IDENTITY, **given}
 
     @property
     def hidden_size(self) -> int:

@@ -156,6 +156,8 @@ def _find(task: Task, lang: str, names: tuple[str, ...], folder: Path) -> Option
 
 def _read_rows(path: Path, task: Task) -> list[tuple[int, dict]]:
     """(row number, record) pairs; a row is numbered by its line in the file, blank lines are skipped."""
+    # hand-written, not datasets' csv/json builders: those report a bad row as a pandas/pyarrow parse error
+    # without the file's row number, and cannot tell the header-less stsb_multi_mt layout from a headed table
     text = _read_text(path)
     if path.suffix == ".jsonl":
         rows = _jsonl_rows(path, text, task)

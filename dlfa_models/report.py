@@ -1,12 +1,12 @@
-"""Results of training runs: setting names, the per-language table, JSON files, model card, sweep heatmap."""
+"""Results of training runs: setting names, the per-language table, the transfer gap, sweep heatmap."""
 from __future__ import annotations
 
-import json
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
-from .encoders import OFFLINE_ENCODER
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -38,43 +38,21 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def model_card(result: dict) -> str:
-    """README.md beside the saved weights: what was trained, how to load it, the per-language scores."""
-    task, metric = result["task"], result["metric"]
-    base = result["encoder"]
-    front = ["---", "library_name: transformers", "tags:", "- dlfa", f"- {task}", "- zero-shot-cross-lingual"]
-    if not Path(base).exists() and base != OFFLINE_ENCODER:  # a hub name
-        front.append(f"base_model: {base}")
-    front.append("---")
-    auto = f"AutoModelFor{'Token' if result['kind'] == 'tagging' else 'Sequence'}Classification"
-    fusion = ("no fusion (the last-layer baseline)" if result["fusion_layer"] is None
-              else f"AIF fusion of the last layer with hidden state {result['fusion_layer']}")
-    lines = front + [
-        "", f"# {base} + DLFA, {task} ({result['setting']})", "",
-        f"{base} fine-tuned on {', '.join(result['source_langs'])} with {fusion}, seed {result['seed']}; "
-        f"the checkpoint best on source-language dev is saved here. Scores: {result['eval_split']} {metric} per language "
-        "(languages other than the source ones are zero-shot).", "",
-        "```python", "import dlfa_models  # registers the dlfa model type with the Auto classes",
-        f"from transformers import {auto}", "", f'model = {auto}.from_pretrained("path/to/this/folder")', "```", "",
-        f"| language | {metric} | mean gate |", "|---|---:|---:|",
-    ]
-    gates = result.get("gates") or {}
-    for lang, score in result["scores"].items():
-        gate = gates.get(lang)
-        lines.append(f"| {lang} | {score:.4f} | {'-' if not gate else format(gate['gate_mean'], '.3f')} |")
-    lines.append(f"| mean (zero-shot) | {result['mean_non_source']:.4f} | |")
-    lines += ["", "Training settings: `run_config.json`; all metrics: `results.json`, `all_results.json`.", ""]
-    return "\n".join(lines)
+def transfer_figures(scores: dict, sources: list, zero_shot_mean: float) -> dict:
+    """The transfer gap of one run: ``source_mean`` (mean score of the scored source languages),
+    ``transfer_gap`` = source_mean − zero-shot mean, ``transfer_ratio`` = zero-shot mean / source_mean
+    (NaN when a side is missing or NaN)."""
+    values = [scores[lang] for lang in sources if lang in scores]
+    source = float(np.mean(values)) if values else math.nan
+    return {"source_mean": source, "transfer_gap": source - zero_shot_mean,
+            "transfer_ratio": zero_shot_mean / source if source else math.nan}
 
 
 def sweep_table(results: list[dict]) -> dict:
-    """{"metric", "languages", "settings", "scores": [[score per setting] per language]}."""
+    """{"task", "metric", "languages", "settings", "scores": [[score per setting] per language],
+    "mean_non_source", "transfer_gap", "transfer_ratio": [per setting]}."""
     langs = list(results[0]["scores"])
+    transfer = [transfer_figures(r["scores"], r["source_langs"], r["mean_non_source"]) for r in results]
     return {
         "task": results[0]["task"],
         "metric": results[0]["metric"],
@@ -82,6 +60,8 @@ def sweep_table(results: list[dict]) -> dict:
         "settings": [r["setting"] for r in results],
         "scores": [[r["scores"][lang] for r in results] for lang in langs],
         "mean_non_source": [r["mean_non_source"] for r in results],
+        "transfer_gap": [t["transfer_gap"] for t in transfer],
+        "transfer_ratio": [t["transfer_ratio"] for t in transfer],
     }
 
 
@@ -96,19 +76,25 @@ def try_plot(plot, *args) -> bool:
     return True
 
 
+def heatmap_rows(table: dict) -> tuple[list[str], "np.ndarray"]:
+    """The heatmap's row labels and (rows, settings) scores: the languages, then the zero-shot mean."""
+    return (table["languages"] + ["mean (zero-shot)"],
+            np.array(table["scores"] + [table["mean_non_source"]], dtype=float))
+
+
 def plot_heatmap(table: dict, path: Path) -> None:
     """Languages × settings heatmap of the metric, the best setting per language in bold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    scores = np.array(table["scores"], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table["settings"]) + 2), 0.45 * len(table["languages"]) + 1.8))
+    labels, scores = heatmap_rows(table)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table["settings"]) + 2), 0.45 * len(labels) + 1.8))
     im = ax.imshow(scores, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(table["settings"])), table["settings"], rotation=45, ha="right")
-    ax.set_yticks(range(len(table["languages"])), table["languages"])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.axhline(len(labels) - 1.5, color="white", lw=1.5)  # separates the zero-shot mean row
     for i, row in enumerate(scores):
         best = int(np.nanargmax(row)) if np.isfinite(row).any() else -1
         for j, v in enumerate(row):

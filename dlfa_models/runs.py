@@ -202,6 +202,8 @@ def checkpoint_defect(path: Path) -> Optional[str]:
 
 def last_complete_checkpoint(folder: Path) -> Optional[str]:
     """The newest checkpoint the resume can read; one cut short while being saved is skipped."""
+    # not transformers.trainer_utils.get_last_checkpoint: it returns the newest checkpoint-* folder even
+    # when its save was cut short, and resuming from that fails
     for path in reversed(checkpoints(folder)):
         defect = checkpoint_defect(path)
         if defect is None:

@@ -8,8 +8,15 @@ Input: one dict per training run (one setting, one seed)::
 Rules (also in the ``notes`` of every summary, where they bite):
 
 - Scores are higher-is-better; a seed "improved" when setting − baseline > 0.
-- Standard deviations are over seeds with ``ddof=1``; with fewer than 2 values the
-  std, the t-test p-value and the bootstrap interval are NaN.
+- Standard deviations are over seeds with ``ddof=1``; with fewer than 2 values the std is NaN.
+- The paired t-test p-value and the bootstrap interval need at least 3 paired seeds
+  (``MIN_TEST_SEEDS``): with 2, the t-test has one degree of freedom and the "95 %"
+  bootstrap interval is just the two differences' range, so both are NaN and a note says
+  why. Below 5 paired seeds (``ROUGH_BELOW``) they are marked rough (``"rough": true``,
+  ``~`` before them in the tables).
+- The transfer gap of a run is the mean of its source-language scores minus its zero-shot
+  mean, the transfer ratio the zero-shot mean over that source mean; both are summarised and
+  paired like a language. For the gap lower is better: a seed "improved" when its gap narrowed.
 - A NaN score (e.g. a constant prediction's Spearman; also a language a run did not
   score) is never averaged in: it is left out of that language's mean, and a seed
   with a NaN on either side is dropped from that language's pairing. The zero-shot mean of a run is NaN when any of its
@@ -34,7 +41,13 @@ logger = logging.getLogger(__name__)
 NAN = float("nan")
 BOOTSTRAP_SEED = 0
 N_RESAMPLES = 9999
+MIN_TEST_SEEDS = 3
+ROUGH_BELOW = 5
 ZERO_SHOT = "zero-shot"
+GAP = "transfer gap"
+RATIO = "transfer ratio"
+# summary rows besides the languages, and the entry key each is stored under
+AGGREGATES = {ZERO_SHOT: "zero_shot", GAP: "transfer_gap", RATIO: "transfer_ratio"}
 
 
 def _check_results(results: list[dict]) -> None:
@@ -72,7 +85,7 @@ def _stats(values: list[float]) -> dict:
 def _bootstrap_ci(diffs: np.ndarray) -> tuple[float, float]:
     from scipy import stats
 
-    if len(diffs) < 2:
+    if len(diffs) < MIN_TEST_SEEDS:
         return NAN, NAN
     if np.all(diffs == diffs[0]):
         return float(diffs[0]), float(diffs[0])
@@ -86,8 +99,9 @@ def _bootstrap_ci(diffs: np.ndarray) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def _paired(setting: dict, baseline: dict, seeds: list[int]) -> dict:
-    """Paired difference setting − baseline over ``seeds``, dropping seeds with a NaN on either side."""
+def _paired(setting: dict, baseline: dict, seeds: list[int], lower_is_better: bool = False) -> dict:
+    """Paired difference setting − baseline over ``seeds``, dropping seeds with a NaN on either side;
+    p-value and interval from ``MIN_TEST_SEEDS`` paired seeds on, ``rough`` below ``ROUGH_BELOW``."""
     from scipy import stats
 
     used = [s for s in seeds if math.isfinite(setting[s]) and math.isfinite(baseline[s])]
@@ -95,13 +109,14 @@ def _paired(setting: dict, baseline: dict, seeds: list[int]) -> dict:
     b = np.array([baseline[s] for s in used], dtype=float)
     diffs = a - b
     p_value = NAN
-    if len(used) >= 2:
+    if len(used) >= MIN_TEST_SEEDS:
         with warnings.catch_warnings():  # identical differences: scipy warns of precision loss
             warnings.simplefilter("ignore")
             p_value = float(stats.ttest_rel(a, b).pvalue)
     low, high = _bootstrap_ci(diffs)
     return {**_stats(list(diffs)), "p_value": p_value, "ci_low": low, "ci_high": high,
-            "improved": int(np.sum(diffs > 0)), "seeds": used,
+            "rough": MIN_TEST_SEEDS <= len(used) < ROUGH_BELOW,
+            "improved": int(np.sum(diffs < 0 if lower_is_better else diffs > 0)), "seeds": used,
             "dropped_nan_seeds": [s for s in seeds if s not in used]}
 
 
@@ -117,10 +132,18 @@ def _difference(name: str, runs: dict, base: dict, columns: list[str], notes: li
                      f"(setting alone: {entry['seeds_without_baseline']}, "
                      f"baseline alone: {entry['baseline_seeds_without_setting']})")
     for lang in columns:
-        entry["scores"][lang] = _paired({s: runs[s][lang] for s in common}, {s: base[s][lang] for s in common}, common)
-    entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
-    if entry["zero_shot"]["n"] < 2:
+        entry["scores"][lang] = _paired({s: runs[s][lang] for s in common}, {s: base[s][lang] for s in common}, common,
+                                        lower_is_better=lang == GAP)
+    for row, key in AGGREGATES.items():
+        entry[key] = entry["scores"].pop(row)
+    n = entry["zero_shot"]["n"]
+    if n < 2:
         notes.append(f"{name}: fewer than 2 paired seeds, so no std, p-value or interval")
+    elif n < MIN_TEST_SEEDS:
+        notes.append(f"{name}: only {n} paired seeds, so no p-value or interval (a paired t-test on 2 seeds has one "
+                     f"degree of freedom, and a bootstrap interval of 2 differences is just their range)")
+    elif n < ROUGH_BELOW:
+        notes.append(f"{name}: {n} paired seeds, fewer than {ROUGH_BELOW}: p-values and intervals are rough (~)")
     return entry
 
 
@@ -136,10 +159,11 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
     ``scores[lang]`` = {mean, std, n, per_seed} and ``zero_shot`` likewise, and
     ``gate_mean[lang]`` likewise (the mean gate M, how much of the last layer the fusion takes;
     only for settings whose runs report gate statistics),
+    ``transfer_gap`` and ``transfer_ratio`` likewise (source mean − zero-shot mean, zero-shot mean / source mean),
     ``differences[name]`` (every setting but the baseline) holds ``common_seeds``,
     ``seeds_without_baseline``, ``baseline_seeds_without_setting``, and for each
-    language and for ``zero_shot``: {mean, std, n, p_value, ci_low, ci_high,
-    improved, seeds, dropped_nan_seeds}. Per-seed maps are keyed by ``str(seed)``.
+    language, ``zero_shot``, ``transfer_gap`` and ``transfer_ratio``: {mean, std, n, p_value, ci_low, ci_high,
+    rough, improved, seeds, dropped_nan_seeds}. Per-seed maps are keyed by ``str(seed)``.
     """
     _check_results(results)
     languages = list(dict.fromkeys(lang for run in results for lang in run["scores"]))
@@ -156,10 +180,14 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
         scores = {lang: float(run["scores"].get(lang, NAN)) for lang in languages}
         zs = [scores[lang] for lang in zero_shot_langs]
         scores[ZERO_SHOT] = float(np.mean(zs)) if zs and all(map(math.isfinite, zs)) else NAN
+        src = [scores[lang] for lang in source if lang in scores]
+        source_mean = float(np.mean(src)) if src else NAN
+        scores[GAP] = source_mean - scores[ZERO_SHOT]
+        scores[RATIO] = scores[ZERO_SHOT] / source_mean if source_mean else NAN
         per_setting.setdefault(run["setting"], {})[int(run["seed"])] = scores
     names = sorted(per_setting, key=lambda n: (n != baseline,))  # baseline first, else first-seen order
 
-    columns = languages + [ZERO_SHOT]
+    columns = languages + list(AGGREGATES)
     settings = {}
     for name in names:
         runs = per_setting[name]
@@ -169,12 +197,13 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
             values = [runs[s][lang] for s in seeds]
             stats = {**_stats(values), "per_seed": {str(s): runs[s][lang] for s in seeds}}
             nan_seeds = [s for s in seeds if not math.isfinite(runs[s][lang])]
-            if nan_seeds and (lang != ZERO_SHOT or zero_shot_langs):
+            if nan_seeds and lang not in (GAP, RATIO) and (lang != ZERO_SHOT or zero_shot_langs):
                 notes.append(f"{name}, {lang}: NaN in seed(s) {nan_seeds}, left out of the mean and the pairing")
             entry["scores"][lang] = stats
         if len(seeds) < 2:
             notes.append(f"{name}: {len(seeds)} seed only, so no std over seeds")
-        entry["zero_shot"] = entry["scores"].pop(ZERO_SHOT)
+        for row, key in AGGREGATES.items():
+            entry[key] = entry["scores"].pop(row)
         gates = gate_means.get(name)  # a seed without gate statistics counts as NaN
         if gates:
             entry["gate_mean"] = {}
@@ -203,9 +232,9 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
             "settings": settings, "differences": differences, "notes": notes}
 
 
-def _cell(entry: dict, lang: str) -> dict:
-    """One language's statistics of a setting or difference entry (``zero-shot`` for the zero-shot mean)."""
-    return entry["zero_shot"] if lang == ZERO_SHOT else entry["scores"][lang]
+def _cell(entry: dict, row: str) -> dict:
+    """One row's statistics of a setting or difference entry: a language or one of ``AGGREGATES``."""
+    return entry[AGGREGATES[row]] if row in AGGREGATES else entry["scores"][row]
 
 
 def _pm(stats: dict, signed: bool = False) -> str:
@@ -215,51 +244,80 @@ def _pm(stats: dict, signed: bool = False) -> str:
     return mean if not math.isfinite(stats["std"]) else f"{mean} ± {stats['std']:.4f}"
 
 
-def _p(p: float) -> str:
+def _p(stats: dict) -> str:
+    p = stats["p_value"]
     if not math.isfinite(p):
         return "n/a"
-    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+    return ("~" if stats.get("rough") else "") + ("<0.001" if p < 1e-3 else f"{p:.3f}")
 
 
 def _ci(stats: dict) -> str:
     if not math.isfinite(stats["ci_low"]):
         return "n/a"
-    return f"[{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
+    return ("~" if stats.get("rough") else "") + f"[{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
 
 
-def format_summary(summary: dict) -> str:
-    """Plain-text tables: mean ± std per language and setting, the mean gate of fused settings, then
-    paired differences to the baseline."""
+def summary_tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The summary's tables as (title, header, rows of cells): mean ± std per row and setting, the mean gate
+    of fused settings, then per setting the paired differences to the baseline (``format_summary`` prints
+    them, ``dlfa_models.tables`` writes them as Markdown)."""
     names = list(summary["settings"])
-    rows = summary["languages"] + [ZERO_SHOT]
+    rows = summary_rows(summary)
 
     metric = summary.get("metric", "score")
     header = [f"{metric} (mean ± std over seeds)"] + [
         f"{n} (n={len(summary['settings'][n]['seeds'])})" for n in names]
     table = [[lang + (" (source)" if lang in summary["source_langs"] else "")] +
              [_pm(_cell(summary["settings"][n], lang)) for n in names] for lang in rows]
-    lines = _grid(header, table)
+    tables = [("", header, table)]
 
     gated = [n for n in names if "gate_mean" in summary["settings"][n]]
     if gated:
         header = ["gate M (mean ± std over seeds)"] + gated
         table = [[lang] + [_pm(summary["settings"][n]["gate_mean"][lang]) for n in gated]
                  for lang in summary["languages"]]
-        lines += [""] + _grid(header, table)
+        tables.append(("", header, table))
 
     base = summary["baseline"]
     for name, diff in summary["differences"].items():
-        lines += ["", f"{name} − {base}, paired over seeds {diff['common_seeds']}:"]
         head = ["language", "Δ mean ± std", "p (paired t)", "95% CI (bootstrap)", "improved"]
         body = [_difference_row(lang, _cell(diff, lang)) for lang in rows]
-        lines += _grid(head, body)
+        tables.append((f"{name} − {base}, paired over seeds {diff['common_seeds']}:", head, body))
+    return tables
+
+
+def summary_legend(summary: dict) -> list[str]:
+    """What the transfer rows mean (when the summary has them), then the notes."""
+    lines = []
+    if GAP in summary_rows(summary):
+        lines.append(f"{GAP}: source − zero-shot mean (lower is better: 'improved' counts seeds whose gap "
+                     f"narrowed); {RATIO}: zero-shot mean / source.")
+    return lines
+
+
+def format_summary(summary: dict) -> str:
+    """Plain-text tables: mean ± std per language and setting, the mean gate of fused settings, then
+    paired differences to the baseline; the legend and the notes."""
+    lines = []
+    for i, (title, header, body) in enumerate(summary_tables(summary)):
+        lines += ([""] if i else []) + ([title] if title else []) + _grid(header, body)
+    legend = summary_legend(summary)
+    if legend:
+        lines += [""] + legend
     if summary["notes"]:
         lines += ["", "Notes:"] + [f"- {note}" for note in summary["notes"]]
     return "\n".join(lines)
 
 
 def _difference_row(lang: str, d: dict) -> list[str]:
-    return [lang, _pm(d, signed=True), _p(d["p_value"]), _ci(d), f"{d['improved']}/{d['n']}"]
+    return [lang, _pm(d, signed=True), _p(d), _ci(d), f"{d['improved']}/{d['n']}"]
+
+
+def summary_rows(summary: dict) -> list[str]:
+    """The rows of the summary tables: the languages, the zero-shot mean, the transfer gap and ratio
+    (the last two only in summaries that have them)."""
+    extra = [row for row in AGGREGATES if AGGREGATES[row] in next(iter(summary["settings"].values()))]
+    return summary["languages"] + extra
 
 
 def _grid(header: list[str], body: list[list[str]]) -> list[str]:

@@ -29,9 +29,11 @@ from .arguments import comma_list as _split
 from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
-from .json_files import strict, write_json
+from .json_files import read_json, strict, write_json
+from .keep import apply_keep
 from .metrics import metric_fn, metric_names
-from .report import format_table, model_card, plot_heatmap, setting_name, sweep_table, try_plot
+from .model_card import model_card
+from .report import format_table, plot_heatmap, setting_name, sweep_table, transfer_figures, try_plot
 from .run_claim import claim
 from .runs import (
     RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
@@ -166,6 +168,10 @@ def check_limits(args: Arguments, encoder_config) -> None:
     if args.training.do_train and encoder_config.hidden_size % args.model.reduction:
         raise UsageError(f"--reduction {args.model.reduction} does not divide the encoder's hidden size "
                          f"{encoder_config.hidden_size}")
+    if p.curve_steps is not None and p.curve_steps <= 0:
+        raise UsageError(f"--curve_steps {p.curve_steps}: must be a positive number of steps")
+    if p.curve_zero_shot and p.curve_steps is None:
+        raise UsageError("--curve_zero_shot needs --curve_steps (how often to score)")
 
 
 def check_metric(args: Arguments, task: Task) -> None:
@@ -279,6 +285,9 @@ def load_data(args: Arguments, task: Task, train: bool = True) -> dict:
         loaded["dev"] = limit(loaded["dev"], p.max_eval_samples, p.subset_seed)
     if "eval" in loaded:
         loaded["eval"] = {k: limit(v, p.max_eval_samples, p.subset_seed) for k, v in loaded["eval"].items()}
+    if train and p.curve_zero_shot:  # the zero-shot languages' dev sets, scored along the learning curve
+        loaded["curve"] = {lang: limit(load_split(task, lang, "validation", p.data), p.max_eval_samples, p.subset_seed)
+                           for lang in langs if lang not in sources}
     return loaded
 
 
@@ -305,6 +314,17 @@ def scorer(task: Task, encoded):
         return encoded, compute
     ids = np.asarray(encoded["sentence_id"])
     return encoded.remove_columns("sentence_id"), lambda p, y: compute(p, y, sentence_ids=ids)
+
+
+def learning_curve(args: Arguments, task: Task, data: dict, tokenizer, folder: Path, main: bool):
+    """The ``LearningCurve`` callback of a run: source dev, and with --curve_zero_shot the other dev sets."""
+    from .curves import CURVES, LearningCurve
+
+    p = args.protocol
+    source = ",".join(data["sources"])
+    dev = {source: data["dev"], **data.get("curve", {})}
+    datasets = {lang: scorer(task, tokenize(ds, tokenizer, task, p.max_length)) for lang, ds in dev.items()}
+    return LearningCurve(p.curve_steps, datasets, task.metric, [source], folder / CURVES if main else None)
 
 
 def make_trainer(args: Arguments, task: Task, model, tokenizer, training_args, train_ds=None, dev_ds=None,
@@ -436,16 +456,19 @@ def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, fold
                                          for k, v in m.items()})
     scores = {lang: m[task.metric] for lang, m in all_metrics.items()}
     zero_shot = [v for lang, v in scores.items() if lang not in data["sources"]]
+    zero_shot_mean = float(np.mean(zero_shot)) if zero_shot else math.nan
     result = {
         "task": task.name, "kind": task.kind, "metric": task.metric, **meta,
-        "scores": scores, "mean_non_source": float(np.mean(zero_shot)) if zero_shot else math.nan,
+        "scores": scores, "mean_non_source": zero_shot_mean,
+        **transfer_figures(scores, data["sources"], zero_shot_mean),
         "gates": gates, "all_metrics": all_metrics, "dev_metrics": dev_metrics, "source_langs": data["sources"],
         "eval_split": args.protocol.eval_split, "eval_time_s": round(time.time() - start, 2),
     }
     if trainer.is_world_process_zero():
         write_json(folder / RESULTS, result)
         if t.do_train:
-            (folder / "README.md").write_text(model_card(result), encoding="utf-8")
+            best_on_dev = trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint is not None
+            model_card(result, best_on_dev).save(folder / "README.md")
     return result
 
 
@@ -470,8 +493,11 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         train_ds = tokenize(data["train"], tokenizer, task, p.max_length)
         dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length)
         train_ds = train_ds.remove_columns("sentence_id") if "sentence_id" in train_ds.column_names else train_ds
+        curve = learning_curve(args, task, data, tokenizer, folder, state.is_main_process) if p.curve_steps else None
         trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, seed, task),
-                               train_ds, dev_ds, callbacks)
+                               train_ds, dev_ds, [*callbacks, *([curve] if curve else [])])
+        if curve:
+            curve.trainer = trainer
         if trained is None:
             checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
             if checkpoint:
@@ -494,13 +520,15 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         state.wait_for_everyone()
         if state.is_main_process and not p.keep_checkpoints:
             prune_checkpoints(folder)
+        if state.is_main_process:
+            apply_keep(folder, p.keep, trainer.model)
     return result, trainer
 
 
 # ----------------------------------------------------------------------------- the command
 
-def run_folder(out: Path, task: Task, setting: Setting, seed: int, per_seed: bool) -> Path:
-    folder = out / f"{task.name}-{setting.name}"
+def run_folder(out: Path, task: Task, setting: str, seed: int, per_seed: bool) -> Path:
+    folder = out / f"{task.name}-{setting}"
     return folder / f"seed-{seed}" if per_seed else folder
 
 
@@ -526,7 +554,8 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
     seeds = parse_seeds(p.seeds)
     out = Path(t.output_dir)
-    plan = [(s, seed, run_folder(out, task, s, seed, seeds is not None)) for s in settings for seed in seeds or [t.seed]]
+    plan = [(s, seed, run_folder(out, task, s.name, seed, seeds is not None))
+            for s in settings for seed in seeds or [t.seed]]
     resume = p.resume or bool(t.resume_from_checkpoint)
     if resume and t.overwrite_output_dir:
         raise UsageError("--overwrite_output_dir would delete the runs that --resume (or --resume_from_checkpoint) "
@@ -663,19 +692,43 @@ def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
           + (f", mean over seeds {','.join(map(str, seeds))}" if seeds else ""))
     print(format_table(table_runs))
     if len(table_runs) > 1:
+        from .tables import write_sweep_tables
+
         table = sweep_table(table_runs)
         write_json(out / "sweep.json", table)
+        write_sweep_tables(table, out)
         drawn = try_plot(plot_heatmap, table, out / "sweep.png")
-        print(f"\nsweep table: {out / 'sweep.json'}" + (f", heatmap: {out / 'sweep.png'}" if drawn else ""))
+        print(f"\nsweep table: {out / 'sweep.json'} (also sweep.md, sweep.csv)"
+              + (f", heatmap: {out / 'sweep.png'}" if drawn else ""))
     if seeds:
         from .summary import format_summary, plot_difference_heatmap, summarize
+        from .tables import write_summary_tables
 
         summary = summarize(results, baseline="baseline" if any(r["setting"] == "baseline" for r in results) else None)
         write_json(out / "summary.json", summary)
         print("\n" + format_summary(summary))
         title = f"{task.name} {p.eval_split}, {m.model_name_or_path}, seeds {','.join(map(str, seeds))}"
+        write_summary_tables(summary, out, title)
         drawn = try_plot(plot_difference_heatmap, summary, out / "summary.png", title)
-        print(f"\nsummary: {out / 'summary.json'}" + (f", difference heatmap: {out / 'summary.png'}" if drawn else ""))
+        print(f"\nsummary: {out / 'summary.json'} (also summary.md, summary.csv)"
+              + (f", difference heatmap: {out / 'summary.png'}" if drawn else ""))
+
+
+def write_curves_plot(args: Arguments, task: Task, results: list[dict]) -> None:
+    """curves.png in --output_dir: per setting the runs' learning curves, mean ± std over seeds."""
+    from .curves import CURVES, plot_curves
+
+    m, p, t = args
+    out, seeds = Path(t.output_dir), parse_seeds(p.seeds)
+    curves: dict[str, list[dict]] = {}
+    for r in results:
+        path = run_folder(out, task, r["setting"], r["seed"], seeds is not None) / CURVES
+        if path.is_file():
+            curves.setdefault(r["setting"], []).append(read_json(path))
+    if curves:
+        title = f"{task.name}, {m.model_name_or_path}" + (f", seeds {','.join(map(str, seeds))}" if seeds else "")
+        if try_plot(plot_curves, curves, out / "curves.png", title):
+            print(f"learning curves: {out / 'curves.png'}")
 
 
 def run(args: Arguments) -> list[dict]:
@@ -688,6 +741,7 @@ def run(args: Arguments) -> list[dict]:
     results = train_runs(args, task) if args.training.do_train else score_saved_model(args, task)
     if PartialState().is_main_process:
         write_reports(args, task, results)
+        write_curves_plot(args, task, results)
     return results
 
 

@@ -1,0 +1,39 @@
+"""What a finished run folder keeps (``--keep``): the whole model, only the AIF and head weights, or no weights.
+
+Results, predictions, curves, settings and logs always stay; with ``weights`` or ``none`` the
+saved model, its tokenizer, its model card and ``training_args.bin`` go (a study of many runs
+keeps its scores, not hundreds of MB per run). Sub-folders (checkpoints kept with
+``--keep_checkpoints``) are left alone.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+KEEP_CHOICES = ("model", "weights", "none")
+FUSION_WEIGHTS = "fusion.safetensors"
+# the files of a run folder that are results, not model: settings, metrics, curves, predictions, the log
+RESULT_FILES = re.compile(r"^(run_config|results|all_results|train_results|eval_results|predict_results|trainer_state"
+                          r"|curves)\.json$|^predict_results_.+\.txt$|^train\.log$")
+
+
+def fusion_state_dict(model) -> dict:
+    """The AIF's and the task head's tensors of a DLFA model (contiguous copies, ready for safetensors)."""
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()
+            if ".aif." in f".{k}" or k.startswith("classifier.")}
+
+
+def apply_keep(folder: Path, keep: str, model) -> None:
+    """Reduce a finished run ``folder`` to what ``keep`` says; ``model``: the model that was saved there."""
+    if keep not in KEEP_CHOICES:
+        raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+    if keep == "model":
+        return
+    kept = {FUSION_WEIGHTS, "config.json"} if keep == "weights" else set()
+    if keep == "weights":
+        save_file(fusion_state_dict(model), str(folder / FUSION_WEIGHTS))
+    for path in folder.iterdir():  # folders (checkpoints kept with --keep_checkpoints) stay
+        if path.is_file() and path.name not in kept and not RESULT_FILES.match(path.name):
+            path.unlink()
