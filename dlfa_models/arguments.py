@@ -297,8 +297,9 @@ def _saved_run_defaults(model_path: str) -> dict:
     if recorded.get("mode") == "predict":  # an evaluate-only folder holds no model of its own
         return {}
     values = {k: recorded[k] for k in SAVED_RUN_OPTIONS if k in recorded}
-    if isinstance(values.get("source_langs"), list):
-        values["source_langs"] = ",".join(values["source_langs"])
+    for key in ("source_langs", "eval_langs"):  # recorded as lists, given as comma lists
+        if isinstance(values.get(key), list):
+            values[key] = ",".join(values[key])
     return values
 
 

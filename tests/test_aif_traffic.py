@@ -4,7 +4,7 @@ S = one B×T×E tensor. Targets at mBERT-base bf16 (B=32, T=128, E=768, 132 SMs)
 forward ≤ 16 µs and backward ≤ 28 µs (H200 constants, issue 18), at least 32 programs in every launch,
 a full wave for the weight-gradient kernel, forward ≤ 4 S of HBM traffic; at B=16, T=512, E=1024 no
 launch ends in a partial third wave. Which unit each kernel's dots run on is checked against its
-machine code in tests/test_aif_tensor_cores.py.
+machine code in tests/test_aif_aot_compile.py.
 """
 import json
 import subprocess
