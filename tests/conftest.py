@@ -43,3 +43,12 @@ def pytest_configure(config):
         raise pytest.UsageError(
             f"Triton {triton_version}'s interpreter fails on numpy {numpy_version}; "
             f"install '{NUMPY_FOR_OLD_INTERPRETER}' (e.g. pip install '{NUMPY_FOR_OLD_INTERPRETER}') or Triton >= 3.7")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """(tiny encoder folder, tiny task-data folder), made once per test module."""
+    from tiny_assets import make_encoder, make_task_data
+
+    root = tmp_path_factory.mktemp("assets")
+    return make_encoder(root / "encoder"), make_task_data(root / "data")

@@ -13,15 +13,8 @@ import dlfa_models
 from dlfa_models import arguments, train
 from dlfa_models.arguments import UsageError, build_parser, parse_args
 from dlfa_models.data import TASKS
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def cli(encoder, data, out, *extra):

@@ -11,15 +11,8 @@ import torch
 
 from dlfa_models import train
 from dlfa_models.arguments import build_parser, parse_args
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def cli(encoder, data, out, *extra):

@@ -10,15 +10,8 @@ import pytest
 from dlfa_models import arguments, e5_offline, train
 from dlfa_models.arguments import UsageError, parse_args
 from dlfa_models.encoders import MULTILINGUAL_ENCODER
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def cli(encoder, data, out, *extra):

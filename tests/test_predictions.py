@@ -9,15 +9,8 @@ from transformers import AutoTokenizer
 from dlfa_models import train
 from dlfa_models.arguments import parse_args
 from dlfa_models.data import TASKS
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def base(encoder, data, out, task="sts", *extra):

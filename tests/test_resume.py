@@ -14,15 +14,8 @@ from safetensors.numpy import save_file
 
 from dlfa_models import runs, train
 from dlfa_models.arguments import DLFATrainingArguments
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def cli(assets, out, *extra):

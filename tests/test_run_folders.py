@@ -15,15 +15,8 @@ from dlfa_models import run_claim, train
 from dlfa_models.arguments import UsageError
 from dlfa_models.json_files import write_json
 from dlfa_models.runs import read_results
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def cli(assets, out, *extra):

@@ -14,19 +14,12 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from dlfa_models import train
 from dlfa_models.data import TASKS, DataError
-from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 RESULT_KEYS = {"task", "encoder", "setting", "seed", "fusion_layer", "gate_init", "metric", "scores", "mean_non_source",
                "gates", "all_metrics", "source_langs", "eval_split", "train_time_s", "eval_time_s", "settings",
                "best_checkpoint"}
 SHARED_STS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb_multi_mt"
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    return make_encoder(root / "encoder"), make_task_data(root / "data")
 
 
 def cli(encoder, data, out, task="sts", *extra):
