@@ -294,6 +294,8 @@ def _saved_run_defaults(model_path: str) -> dict:
         recorded = json.loads(file.read_text(encoding="utf-8"))
     except ValueError as e:
         raise UsageError(f"--model_name_or_path {model_path}: {file} is not valid JSON ({e})") from None
+    if not isinstance(recorded, dict):
+        raise UsageError(f"--model_name_or_path {model_path}: {file} does not hold a JSON object")
     if recorded.get("mode") == "predict":  # an evaluate-only folder holds no model of its own
         return {}
     values = {k: recorded[k] for k in SAVED_RUN_OPTIONS if k in recorded}

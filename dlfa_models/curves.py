@@ -52,10 +52,16 @@ class LearningCurve(TrainerCallback):
         # every DataLoader draws its base seed from the global generator: scoring must leave training's
         # random stream (dropout, the next epoch's order) as it was, so that curves do not change the run
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            for lang, (ds, compute) in self.datasets.items():
-                pred = self.trainer.predict(ds, metric_key_prefix="curve")
-                scores[lang] = compute(pred.predictions, pred.label_ids)[self.metric]
+        # the trainer's compute_metrics is the source dev set's (NER's holds its sentence ids): each curve
+        # dataset is scored by its own function instead
+        source_metrics, self.trainer.compute_metrics = self.trainer.compute_metrics, None
+        try:
+            with torch.random.fork_rng(devices=devices):
+                for lang, (ds, compute) in self.datasets.items():
+                    pred = self.trainer.predict(ds, metric_key_prefix="curve")
+                    scores[lang] = compute(pred.predictions, pred.label_ids)[self.metric]
+        finally:
+            self.trainer.compute_metrics = source_metrics
         self.points.append({"step": state.global_step, "epoch": state.epoch or 0.0, "scores": scores})
         logger.info("step %d: %s", state.global_step, ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         if self.path is not None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from .run_claim import LOCK_FILE
+
 KEEP_CHOICES = ("model", "weights", "none")
 FUSION_WEIGHTS = "fusion.safetensors"
 # the files of a run folder that are results, not model: settings, metrics, curves, predictions, the log
@@ -35,5 +37,6 @@ def apply_keep(folder: Path, keep: str, model) -> None:
     if keep == "weights":
         save_file(fusion_state_dict(model), str(folder / FUSION_WEIGHTS))
     for path in folder.iterdir():  # folders (checkpoints kept with --keep_checkpoints) stay
-        if path.is_file() and path.name not in kept and not RESULT_FILES.match(path.name):
+        # the run's claim (run_claim.LOCK_FILE) is held by this command until it ends: never removed here
+        if path.is_file() and path.name not in kept and path.name != LOCK_FILE and not RESULT_FILES.match(path.name):
             path.unlink()

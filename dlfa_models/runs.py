@@ -39,7 +39,7 @@ UNRECORDED_TRAINING_ARGS = frozenset({
     "trackio_static_space_id", "resume_from_checkpoint", "local_rank",
     # logging, progress bars and trackers
     "logging_strategy", "logging_steps", "logging_first_step", "log_on_each_node", "logging_nan_inf_filter",
-    "include_num_input_tokens_seen", "log_level", "log_level_replica", "disable_tqdm", "report_to",
+    "include_num_input_tokens_seen", "logging_dir", "log_level", "log_level_replica", "disable_tqdm", "report_to",
     "skip_memory_metrics",
     # checkpoint saving (the best checkpoint is chosen by the recorded evaluation settings)
     "save_strategy", "save_steps", "save_on_each_node", "save_total_limit", "save_only_model",

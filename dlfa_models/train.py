@@ -30,7 +30,7 @@ from .data import TASKS, DataError, Task, limit, load_split
 from .encoders import resolve_encoder
 from .gate_stats import summarize_gate_stats
 from .json_files import read_json, strict, write_json
-from .keep import apply_keep
+from .keep import FUSION_WEIGHTS, apply_keep
 from .metrics import metric_fn, metric_names
 from .model_card import model_card
 from .report import format_table, plot_heatmap, setting_name, sweep_table, transfer_figures, try_plot
@@ -467,7 +467,8 @@ def finish_run(args: Arguments, task: Task, trainer, tokenizer, data: dict, fold
     if trainer.is_world_process_zero():
         write_json(folder / RESULTS, result)
         if t.do_train:
-            best_on_dev = trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint is not None
+            # from the run's record: a run resumed after training (killed while scoring) trains no step here
+            best_on_dev = bool(trainer.args.load_best_model_at_end and meta.get("best_step") is not None)
             model_card(result, best_on_dev).save(folder / "README.md")
     return result
 
@@ -599,6 +600,9 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     if runs:
         raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a folder of {len(runs)} runs, not one "
                          f"model; score one of them: {', '.join(map(str, runs))}")
+    if (Path(m.model_name_or_path) / FUSION_WEIGHTS).is_file():
+        raise UsageError(f"--model_name_or_path {m.model_name_or_path} was kept with --keep weights (only the AIF "
+                         "and head weights, not the fine-tuned encoder): it cannot be scored again")
     config = encoder_config(m.model_name_or_path)
     if not isinstance(config, DLFAConfig):
         raise UsageError(f"--model_name_or_path {m.model_name_or_path} is a {config.model_type!r} model, not a saved "

@@ -6,6 +6,8 @@ from safetensors.torch import load_file
 
 from dlfa_models import train
 from dlfa_models.curves import mean_curves
+from dlfa_models.keep import apply_keep
+from dlfa_models.run_claim import LOCK_FILE
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -89,3 +91,31 @@ def test_a_resumed_run_keeps_the_points_before_its_checkpoint(tmp_path):
     assert [p["step"] for p in curve.points] == [0, 2]  # step 4 was after the checkpoint: taken again later
     curve.on_step_end(None, SimpleNamespace(global_step=4, epoch=1.0, max_steps=5), None)
     assert [p["step"] for p in json.loads(path.read_text())["points"]] == [0, 2, 4]
+
+
+def test_zero_shot_curves_of_a_tagging_task_score_each_language_by_its_own_sentences(assets, tmp_path):
+    """NER's dev metric joins windows by sentence id: a zero-shot dev set must not be scored with the
+    source dev set's ids (windows of 8 sub-words: the languages' sets split into different counts)."""
+    encoder, data = assets
+    assert train.main(["--task", "ner", "--encoder", str(encoder), "--data", str(data), "--output_dir",
+                       str(tmp_path), "--eval_langs", "en,de", "--max_steps", "2", "--per_device_train_batch_size",
+                       "4", "--backend", "torch", "--max_length", "8", "--fusion_layer", "1", "--eval_strategy",
+                       "no", "--curve_steps", "1", "--curve_zero_shot"]) == 0
+    curves = json.loads((tmp_path / "ner-layer1" / "curves.json").read_text())
+    assert [p["step"] for p in curves["points"]] == [0, 1, 2]
+    assert all(set(p["scores"]) == {"en", "de"} for p in curves["points"])
+
+
+def test_keep_leaves_the_run_claim_in_place(tmp_path):
+    (tmp_path / LOCK_FILE).write_text("{}")
+    (tmp_path / "model.safetensors").write_text("x")
+    apply_keep(tmp_path, "none", model=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE]
+
+
+def test_a_weights_only_folder_is_refused_by_evaluate_only(assets, tmp_path, capsys):
+    assert train.main(cli(assets, tmp_path / "runs", "--keep", "weights")) == 0
+    folder = tmp_path / "runs" / "sts-layer1"
+    assert train.main(["--do_predict", "--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "p")]) == 2
+    assert "was kept with --keep weights" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
