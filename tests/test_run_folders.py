@@ -135,9 +135,11 @@ def test_a_run_that_fails_before_training_leaves_no_folder(assets, tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_dir_that_is_a_file_stops_with_one_line(assets, tmp_path, capsys):
+def test_a_run_folder_that_is_a_file_stops_with_one_line(assets, tmp_path, capsys):
+    """(An --output_dir that is a file is refused with the other options: tests/test_cli_validation.py.)"""
     out = tmp_path / "out"
-    out.write_text("not a folder")
+    out.mkdir()
+    (out / "sts-layer1").write_text("not a folder")
     assert train.main(cli(assets, out)) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dlfa-train: error: --output_dir: cannot write the run folder {out / 'sts-layer1'} (")
