@@ -87,6 +87,7 @@ def test_a_resumed_run_keeps_the_points_before_its_checkpoint(tmp_path):
     path = tmp_path / "curves.json"
     path.write_text(json.dumps({"points": [{"step": s, "epoch": s / 4, "scores": {"en": s / 10}} for s in (0, 2, 4)]}))
     curve = LearningCurve(2, {}, "spearman", ["en"], path)  # no datasets: a new point would have empty scores
+    curve.trainer = SimpleNamespace(compute_metrics=None)  # set by train_one once the Trainer exists
     curve.on_train_begin(None, SimpleNamespace(global_step=2, epoch=0.5), None)
     assert [p["step"] for p in curve.points] == [0, 2]  # step 4 was after the checkpoint: taken again later
     curve.on_step_end(None, SimpleNamespace(global_step=4, epoch=1.0, max_steps=5), None)
