@@ -1,7 +1,7 @@
 """The GPU machine's Triton beside the installed one, for the tests that must pass under both.
 
 ``.ci/second-triton.txt`` names it (triton==3.6.0, with the numpy < 2.4 its interpreter needs);
-``.ci/run`` installs it into ``<venv>/second-triton``, outside the venv's site-packages:
+README.md's test command (and so ``.ci/run``) installs it into ``<venv>/second-triton``, outside the venv's site-packages:
 
     python -m pip install --no-deps --target <venv>/second-triton -r .ci/second-triton.txt
 
