@@ -9,12 +9,15 @@ from transformers import (
 from .apply import apply_dlfa, load_dlfa_pretrained
 from .configuration_dlfa import DEFAULT_ENCODER, DLFAConfig
 from .encoders import resolve_encoder as encoder_path
+from .encoders import sentence_prompt
 from .gate_init import init_gate
 from .gate_stats import GATE_HIST_BINS, GATE_STAT_FIELDS, gate_statistics, summarize_gate_stats
+from .modeling_biencoder import DLFAForSentenceSimilarity, DLFASentenceSimilarityOutput
 from .modeling_dlfa import (
     DLFAForSequenceClassification, DLFAForTokenClassification, DLFAModel, DLFAModelOutput,
     DLFAPreTrainedModel, DLFASequenceClassifierOutput, DLFATokenClassifierOutput,
 )
+from .pair_collator import SentencePairCollator
 
 AutoConfig.register("dlfa", DLFAConfig, exist_ok=True)
 AutoModel.register(DLFAConfig, DLFAModel, exist_ok=True)
@@ -26,4 +29,5 @@ __all__ = [
     "DLFAForTokenClassification", "DLFAModelOutput", "DLFASequenceClassifierOutput", "DLFATokenClassifierOutput",
     "apply_dlfa", "load_dlfa_pretrained", "encoder_path", "init_gate", "gate_statistics", "summarize_gate_stats",
     "GATE_HIST_BINS", "GATE_STAT_FIELDS",
+    "DLFAForSentenceSimilarity", "DLFASentenceSimilarityOutput", "SentencePairCollator", "sentence_prompt",
 ]
