@@ -4,6 +4,7 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
@@ -20,3 +21,4 @@ def test_models_doc_runs_offline(tmp_path, monkeypatch):
     for i, code in enumerate(blocks, start=1):
         exec(compile(code, f"docs/models.md python block {i}", "exec"), namespace)
     assert namespace["scores"][0] == pytest.approx(namespace["similarity"], abs=1e-5)  # CrossEncoder = pipeline
+    torch.testing.assert_close(namespace["st_embeddings"], namespace["embeddings"], atol=1e-5, rtol=1e-5)
