@@ -25,6 +25,7 @@ MODULES = "modules.json"
 POOLING_FOLDER = "1_Pooling"
 NORMALIZE_FOLDER = "2_Normalize"
 PROMPT_NAME = "query"
+# every mode flag of the legacy Pooling config, so older readers find each key (only ours is true)
 _POOLING_KEYS = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens",
                  "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
 

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 import dlfa_models as dm
 from tiny_assets import make_encoder
 
-st = pytest.importorskip("sentence_transformers", reason="needs sentence-transformers (pip install 'dlfa[test]')")
+pytest.importorskip("sentence_transformers", reason="needs sentence-transformers (pip install 'dlfa[test]')")
 from sentence_transformers import SentenceTransformer  # noqa: E402
 try:  # sentence-transformers >= 5.4 (the old path still works there, with a DeprecationWarning)
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss, CosineSimilarityLoss
