@@ -381,3 +381,33 @@ def test_sentence_transformers_files(tmp_path, pooling, normalize, prompt):
 def test_max_seq_length_defaults_to_the_encoders_positions(tmp_path):
     make().save_pretrained(tmp_path)
     assert json.loads((tmp_path / "sentence_bert_config.json").read_text())["max_seq_length"] == 64
+
+
+def test_trains_and_evaluates_with_the_hugging_face_trainer(assets, tmp_path):
+    """The collator's batches and the model's outputs fit transformers' Trainer (what dlfa-train runs on)."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    encoder, _ = assets
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    rows = {"a": ["the man eats", "a dog runs in the park", "anna reads a book", "peter plays"],
+            "b": ["a man eats", "the cat", "anna reads", "la guitar und der dog"], "score": [0.9, 0.1, 0.7, 0.3]}
+
+    def tokenize(batch):
+        a, b = tokenizer(batch["a"]), tokenizer(batch["b"])
+        return {**a, **{k + "_b": v for k, v in b.items()}, "labels": batch["score"]}
+
+    ds = Dataset.from_dict(rows).map(tokenize, batched=True, remove_columns=["a", "b", "score"])
+    model = dm.DLFAForSentenceSimilarity.from_encoder(str(encoder), fusion_layer=1, aif_backend="torch")
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=2, max_steps=2,
+                             use_cpu=True, report_to=[], save_strategy="no", learning_rate=1e-3)
+    trainer = Trainer(model=model, args=args, train_dataset=ds, eval_dataset=ds,
+                      data_collator=dm.SentencePairCollator(tokenizer))
+    before = model.dlfa.aif.local_up.weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(before, model.dlfa.aif.local_up.weight)
+    prediction = trainer.predict(ds)
+    assert math.isfinite(prediction.metrics["test_loss"])
+    cosines = prediction.predictions[0]  # logits first, then the embeddings
+    assert cosines.shape == (4,) and ((cosines >= -1) & (cosines <= 1)).all()
+    assert prediction.label_ids.tolist() == pytest.approx(rows["score"])
