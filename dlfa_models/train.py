@@ -39,7 +39,7 @@ from .runs import (
     RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
     prepare_run_folder, prune_checkpoints, read_results, training_settings,
 )
-from .tokenization import tokenize
+from .data.tokenization import tokenize
 
 logger = logging.getLogger("dlfa_models")
 
