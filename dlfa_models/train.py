@@ -32,8 +32,8 @@ from .gate_stats import summarize_gate_stats
 from .json_files import read_json, strict, write_json
 from .keep import FUSION_WEIGHTS, apply_keep
 from .metrics import metric_fn, metric_names
-from .model_card import model_card
-from .report import format_table, plot_heatmap, setting_name, sweep_table, transfer_figures, try_plot
+from .reports.model_card import model_card
+from .reports.report import format_table, plot_heatmap, setting_name, sweep_table, transfer_figures, try_plot
 from .run_claim import claim
 from .runs import (
     RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
@@ -696,7 +696,7 @@ def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
           + (f", mean over seeds {','.join(map(str, seeds))}" if seeds else ""))
     print(format_table(table_runs))
     if len(table_runs) > 1:
-        from .tables import write_sweep_tables
+        from .reports.tables import write_sweep_tables
 
         table = sweep_table(table_runs)
         write_json(out / "sweep.json", table)
@@ -705,8 +705,8 @@ def write_reports(args: Arguments, task: Task, results: list[dict]) -> None:
         print(f"\nsweep table: {out / 'sweep.json'} (also sweep.md, sweep.csv)"
               + (f", heatmap: {out / 'sweep.png'}" if drawn else ""))
     if seeds:
-        from .summary import format_summary, plot_difference_heatmap, summarize
-        from .tables import write_summary_tables
+        from .reports.summary import format_summary, plot_difference_heatmap, summarize
+        from .reports.tables import write_summary_tables
 
         summary = summarize(results, baseline="baseline" if any(r["setting"] == "baseline" for r in results) else None)
         write_json(out / "summary.json", summary)
