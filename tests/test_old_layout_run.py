@@ -14,12 +14,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from dlfa_models import DLFAConfig, DLFAForSequenceClassification, load_dlfa_pretrained
 from dlfa_models import train
-from dlfa_models.json_files import read_json, write_json
 from dlfa_models.reports.report import sweep_table
-from dlfa_models.runs import RESULTS, read_results
 from dlfa_models.reports.summary import summarize
 from dlfa_models.reports.tables import write_summary_tables, write_sweep_tables
-from dlfa_models.train import _mean_over_seeds
+from dlfa_models.training.json_files import read_json, write_json
+from dlfa_models.training.reporting import _mean_over_seeds
+from dlfa_models.training.runs import RESULTS, read_results
 from tiny_assets import make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

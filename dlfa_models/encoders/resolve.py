@@ -1,4 +1,4 @@
-"""Encoder names to folders: hub names and folders pass through; offline packaged encoders resolve to their folders."""
+"""Encoder names to folders: hub names and folders pass through, the offline packaged encoders resolve to theirs."""
 from __future__ import annotations
 
 from pathlib import Path
