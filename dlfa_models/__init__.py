@@ -17,7 +17,7 @@ from .modeling_dlfa import (
     DLFAForSequenceClassification, DLFAForTokenClassification, DLFAModel, DLFAModelOutput,
     DLFAPreTrainedModel, DLFASequenceClassifierOutput, DLFATokenClassifierOutput,
 )
-from .pair_collator import SentencePairCollator
+from .data.pair_collator import SentencePairCollator
 
 AutoConfig.register("dlfa", DLFAConfig, exist_ok=True)
 AutoModel.register(DLFAConfig, DLFAModel, exist_ok=True)

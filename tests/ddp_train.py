@@ -9,7 +9,10 @@ import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from dlfa_models.data import TASKS
-from dlfa_models.train import Setting, load_data, parse_args, train_one
+from dlfa_models.training.build import load_data
+from dlfa_models.training.parsing import parse_args
+from dlfa_models.training.planning import Setting
+from dlfa_models.training.run import train_one
 
 
 def main(encoder: str, data: str, out: str) -> None:

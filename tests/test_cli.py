@@ -10,9 +10,12 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 import dlfa_models
-from dlfa_models import arguments, train
-from dlfa_models.arguments import UsageError, build_parser, parse_args
+from dlfa_models import train
 from dlfa_models.data import TASKS
+from dlfa_models.training import arguments, build, planning, scoring
+from dlfa_models.training import run as training_run
+from dlfa_models.training.arguments import UsageError
+from dlfa_models.training.parsing import build_parser, parse_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -195,8 +198,8 @@ def test_run_config_is_written_before_training(assets, tmp_path):
     args = parse_args(cli(encoder, data, tmp_path, "--pooling", "mean"))
     folder = tmp_path / "sts-layer1"
     seen = _RunConfigSeen(folder)
-    train.train_one(args, TASKS["sts"], train.load_data(args, TASKS["sts"]), str(encoder),
-                    AutoTokenizer.from_pretrained(encoder), train.Setting(1), 42, folder, callbacks=[seen])
+    training_run.train_one(args, TASKS["sts"], build.load_data(args, TASKS["sts"]), str(encoder),
+                           AutoTokenizer.from_pretrained(encoder), planning.Setting(1), 42, folder, callbacks=[seen])
     assert seen.seen["pooling"] == "mean" and seen.seen["fusion_layer"] == 1 and seen.seen["seed"] == 42
 
 
@@ -233,9 +236,9 @@ def _groups(encoder, aif_lr):
                        "--eval_strategy", "no"]
                       + ([] if aif_lr is None else ["--aif-lr", str(aif_lr)]))
     task = TASKS["sts"]
-    model = train.build_model(args, task, str(encoder), train.Setting(1), 0)
-    trainer = train.make_trainer(args, task, model, AutoTokenizer.from_pretrained(encoder),
-                                 train.run_training_args(args.training, args.training.output_dir, 0, task))
+    model = build.build_model(args, task, str(encoder), planning.Setting(1), 0)
+    trainer = build.make_trainer(args, task, model, AutoTokenizer.from_pretrained(encoder),
+                                 planning.run_training_args(args.training, args.training.output_dir, 0, task))
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in model.named_parameters()}
     per_param = {names[id(p)]: (g["weight_decay"], g["lr"]) for g in optimizer.param_groups for p in g["params"]}
@@ -273,11 +276,11 @@ def test_language_gate_stats_pool_every_real_token_of_a_language():
     fields = {"gate_mean": np.array([0.2, 0.8, np.nan]), "gate_token_sum": np.array([0.2, 2.4, 0.0]),
               "gate_token_sq_sum": np.array([0.04, 1.92, 0.0]), "gate_token_count": np.array([1, 3, 0]),
               "gate_hist": hist}
-    stats = train.language_gate_stats(fields)
+    stats = scoring.language_gate_stats(fields)
     assert stats["gate_mean"] == pytest.approx(0.65)  # every real token counts once; padding-only rows none
     assert stats["gate_std"] == pytest.approx(np.std([0.2, 0.8, 0.8, 0.8]), rel=1e-6)  # population std
     assert stats["gate_tokens"] == 4 and stats["gate_sequences"] == 2
-    assert train.language_gate_stats({"gate_mean": np.array([0.5])}) is None  # no pooled fields: no gate
+    assert scoring.language_gate_stats({"gate_mean": np.array([0.5])}) is None  # no pooled fields: no gate
 
 
 def test_seeds_run_in_their_own_folders_resume_seed_by_seed_and_summarize(assets, tmp_path, capsys):
@@ -323,29 +326,29 @@ def test_windows_of_a_sentence_are_scored_together(monkeypatch):
         seen["ids"] = sentence_ids
         return {"accuracy": 1.0}
 
-    monkeypatch.setattr(train, "metric_fn", lambda task: metric)
+    monkeypatch.setattr(scoring, "metric_fn", lambda task: metric)
     encoded = Dataset.from_dict({"input_ids": [[1, 2], [3, 4], [5, 6]], "labels": [[0, 1], [1, 0], [0, 0]],
                                  "sentence_id": [0, 0, 1]})
-    ds, score = train.scorer(TASKS["pos"], encoded)
+    ds, score = scoring.scorer(TASKS["pos"], encoded)
     assert "sentence_id" not in ds.column_names and len(ds) == 3
     assert score(np.zeros((3, 2, 3)), np.zeros((3, 2))) == {"accuracy": 1.0}
     assert seen["ids"].tolist() == [0, 0, 1]
-    plain, plain_score = train.scorer(TASKS["pos"], encoded.remove_columns("sentence_id"))
+    plain, plain_score = scoring.scorer(TASKS["pos"], encoded.remove_columns("sentence_id"))
     assert plain_score is metric
 
 
 def test_one_progress_bar_unless_verbose(assets):
     from transformers.trainer_callback import ProgressCallback
 
-    from dlfa_models.trainer import TrainingProgressOnly
+    from dlfa_models.training.trainer import TrainingProgressOnly
 
     encoder, _ = assets
     task = TASKS["sts"]
     for verbose, expected in ((False, TrainingProgressOnly), (True, ProgressCallback)):
         args = parse_args(["--model_name_or_path", str(encoder), "--eval_strategy", "no", "--output_dir", "unused"]
                           + (["--verbose"] if verbose else []))
-        model = train.build_model(args, task, str(encoder), train.Setting(None), 0)
-        trainer = train.make_trainer(args, task, model, AutoTokenizer.from_pretrained(encoder),
-                                     train.run_training_args(args.training, "unused", 0, task))
+        model = build.build_model(args, task, str(encoder), planning.Setting(None), 0)
+        trainer = build.make_trainer(args, task, model, AutoTokenizer.from_pretrained(encoder),
+                                     planning.run_training_args(args.training, "unused", 0, task))
         bars = [type(c) for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
         assert bars == [expected]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dlfa_models import train
-from dlfa_models.arguments import build_parser, parse_args
+from dlfa_models.training import logs
+from dlfa_models.training.parsing import build_parser, parse_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -28,7 +29,7 @@ def sweep(assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     with pytest.MonkeyPatch.context() as mp:
         log = []
-        mp.setattr(train.logger, "info", lambda msg, *a: log.append(msg % a))
+        mp.setattr(logs.logger, "info", lambda msg, *a: log.append(msg % a))
         assert train.main(cli(encoder, data, out, "--fusion_layer", "none,1")) == 0
     return out, log
 

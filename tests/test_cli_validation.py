@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dlfa_models import arguments, e5_offline, train
-from dlfa_models.arguments import UsageError, parse_args
+from dlfa_models import train
 from dlfa_models.encoders import MULTILINGUAL_ENCODER
+from dlfa_models.encoders import e5_offline
+from dlfa_models.training import parsing, planning
+from dlfa_models.training.arguments import UsageError
+from dlfa_models.training.parsing import parse_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -86,7 +89,7 @@ def test_read_only_output_dir_is_named(assets, tmp_path, capsys, monkeypatch):
     locked.mkdir(mode=0o500)
     if os.geteuid() == 0:  # root writes into read-only folders: deny it as the kernel would deny a user
         real_access = os.access
-        monkeypatch.setattr(arguments.os, "access",
+        monkeypatch.setattr(parsing.os, "access",
                             lambda p, mode: False if Path(p) == locked and mode & os.W_OK else real_access(p, mode))
     assert train.main(cli(encoder, tmp_path / "no-such-data", locked / "runs")) == 2
     assert f"{locked} is not writable" in capsys.readouterr().err
@@ -130,7 +133,7 @@ def test_yaml_config_takes_natural_types(tmp_path):
     m, p, t = parse_args(["--config", str(path)])
     assert (m.fusion_layer, m.gate_init, p.seeds, p.eval_langs, p.source_langs) == ("5", "0.9", "0", "en,de", "en")
     assert (t.learning_rate, m.reduction, t.report_to, t.do_train, t.do_predict) == (1e-4, 8, [], True, False)
-    assert train.parse_seeds(p.seeds) == [0] and train.fusion_settings(m.fusion_layer, 12) == [5]
+    assert planning.parse_seeds(p.seeds) == [0] and planning.fusion_settings(m.fusion_layer, 12) == [5]
 
 
 @pytest.mark.parametrize("line,message", [
@@ -159,7 +162,7 @@ def test_metric_names_are_what_the_metrics_report():
     import numpy as np
 
     from dlfa_models.data import TASKS
-    from dlfa_models.metrics import metric_fn, metric_names
+    from dlfa_models.training.metrics import metric_fn, metric_names
 
     for task in TASKS.values():
         shape = (4, 3, len(task.labels)) if task.kind == "tagging" else (4, len(task.labels) or 1)
@@ -171,4 +174,4 @@ def test_metric_names_are_what_the_metrics_report():
 def test_check_options_is_part_of_parsing():
     with pytest.raises(UsageError, match=r"--learning_rate -0.1"):
         parse_args(["--learning_rate", "-0.1"])
-    assert arguments.check_options(parse_args([])) is None
+    assert parsing.check_options(parse_args([])) is None

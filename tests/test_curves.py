@@ -5,9 +5,9 @@ import pytest
 from safetensors.torch import load_file
 
 from dlfa_models import train
-from dlfa_models.curves import mean_curves
-from dlfa_models.keep import apply_keep
-from dlfa_models.run_claim import LOCK_FILE
+from dlfa_models.training.curves import mean_curves
+from dlfa_models.training.keep import apply_keep
+from dlfa_models.training.run_claim import LOCK_FILE
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -82,7 +82,7 @@ def test_default_keeps_the_model(assets, tmp_path):
 def test_a_resumed_run_keeps_the_points_before_its_checkpoint(tmp_path):
     from types import SimpleNamespace
 
-    from dlfa_models.curves import LearningCurve
+    from dlfa_models.training.curves import LearningCurve
 
     path = tmp_path / "curves.json"
     path.write_text(json.dumps({"points": [{"step": s, "epoch": s / 4, "scores": {"en": s / 10}} for s in (0, 2, 4)]}))

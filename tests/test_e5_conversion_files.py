@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dlfa_models import e5_offline
+from dlfa_models.encoders import e5_offline
 from e5_assets import tiny_e5
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -17,9 +17,9 @@ from transformers import AutoModel, AutoTokenizer
 
 import dlfa_models as dm
 from dlfa_kernels import masked_mean
-from dlfa_models import e5_offline
-from dlfa_models.e5_format import E5File, E5FormatError
 from dlfa_models.encoders import MULTILINGUAL_ENCODER, resolve_encoder
+from dlfa_models.encoders import e5_offline
+from dlfa_models.encoders.e5_format import E5File, E5FormatError
 from e5_assets import tiny_e5
 from e5_sentences import ODD, PARALLEL
 

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from dlfa_models.data import TASKS
-from dlfa_models.metrics import entity_f1, metric_fn, sts_metrics
+from dlfa_models.training.metrics import entity_f1, metric_fn, sts_metrics
 
 NER = TASKS["ner"]
 

@@ -6,7 +6,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from dlfa_models import train
-from dlfa_models.model_card import model_card
+from dlfa_models.reports.model_card import model_card
 from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

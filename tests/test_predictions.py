@@ -7,8 +7,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from dlfa_models import train
-from dlfa_models.arguments import parse_args
 from dlfa_models.data import TASKS
+from dlfa_models.data.tokenization import tokenize
+from dlfa_models.training import build, planning, scoring
+from dlfa_models.training.parsing import parse_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -50,7 +52,7 @@ def test_prediction_lines_join_the_windows_of_a_sentence():
     logits = np.zeros((3, 4, 2))
     logits[0, 1, 1] = logits[2, 2, 1] = 1  # B-PER at word 1 of sentence 0 and the second word of sentence 1
     labels = np.array([[-100, 0, 0, -100], [-100, 0, -100, -100], [-100, 0, 0, -100]])
-    lines = train._prediction_lines(TASKS["ner"], Config, logits, labels, sentence_ids=[0, 0, 1])
+    lines = scoring._prediction_lines(TASKS["ner"], Config, logits, labels, sentence_ids=[0, 0, 1])
     assert lines == ["B-PER O O", "O B-PER"]
 
 
@@ -67,9 +69,9 @@ def test_dataloader_drop_last_drops_no_example_from_scoring(assets, tmp_path):
                            "--per_device_train_batch_size", "5", "--eval_langs", "en"))
     task = TASKS["sts"]
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = train.build_model(args, task, str(encoder), train.Setting(1), 0)
-    ds = train.tokenize(train.load_data(args, task)["dev"], tokenizer, task, 64)
-    trainer = train.make_trainer(args, task, model, tokenizer, train.run_training_args(args.training, out, 0, task),
+    model = build.build_model(args, task, str(encoder), planning.Setting(1), 0)
+    ds = tokenize(build.load_data(args, task)["dev"], tokenizer, task, 64)
+    trainer = build.make_trainer(args, task, model, tokenizer, planning.run_training_args(args.training, out, 0, task),
                                  train_ds=ds, dev_ds=ds)
     assert sum(len(b["labels"]) for b in trainer.get_eval_dataloader()) == 24
     assert sum(len(b["labels"]) for b in trainer.get_test_dataloader(ds)) == 24
@@ -84,12 +86,12 @@ def test_the_evaluation_subset_does_not_depend_on_the_training_seed(assets, tmp_
     for seed in ("1", "2"):
         args = parse_args(base(encoder, data, tmp_path, "sts", "--seed", seed, "--max_eval_samples", "7",
                                "--max_train_samples", "9", "--eval_langs", "en,de"))
-        loaded = train.load_data(args, task)
+        loaded = build.load_data(args, task)
         subsets.append((loaded["train"].to_list(), loaded["dev"].to_list(), loaded["eval"]["de"].to_list()))
     assert subsets[0] == subsets[1]
     other = parse_args(base(encoder, data, tmp_path, "sts", "--subset_seed", "3", "--max_eval_samples", "7",
                             "--eval_langs", "de"))
-    assert train.load_data(other, task)["eval"]["de"].to_list() != subsets[0][2]
+    assert build.load_data(other, task)["eval"]["de"].to_list() != subsets[0][2]
 
 
 def test_evaluate_only_on_a_run_folder_reproduces_its_results_without_repeating_a_flag(assets, tmp_path):

@@ -8,8 +8,8 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from dlfa_models.arguments import parse_args
 from dlfa_models.encoders import OFFLINE_ENCODER
+from dlfa_models.training.parsing import parse_args
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from dlfa_models import runs, train
-from dlfa_models.arguments import DLFATrainingArguments
+from dlfa_models import train
+from dlfa_models.training import runs, scoring
+from dlfa_models.training.arguments import DLFATrainingArguments
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -137,17 +138,17 @@ def test_a_checkpoint_without_weights_is_not_complete(tmp_path):
 
 def test_a_run_killed_while_scoring_keeps_its_training_metrics_on_resume(assets, tmp_path, monkeypatch):
     args = cli(assets, tmp_path)
-    real = train.score_languages
+    real = scoring.score_languages
 
     def killed(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "score_languages", killed)
+    monkeypatch.setattr(scoring, "score_languages", killed)
     with pytest.raises(KeyboardInterrupt):
         train.main(args)
     run = tmp_path / "sts-layer1"
     trained = json.loads((run / "train_results.json").read_text())
     assert trained["train_loss"] > 0 and not (run / "results.json").exists()
-    monkeypatch.setattr(train, "score_languages", real)
+    monkeypatch.setattr(scoring, "score_languages", real)
     assert train.main(args + ["--resume"]) == 0
     assert json.loads((run / "train_results.json").read_text()) == trained
     assert json.loads((run / "all_results.json").read_text())["train_loss"] == trained["train_loss"]

@@ -11,10 +11,12 @@ import socket
 
 import pytest
 
-from dlfa_models import run_claim, train
-from dlfa_models.arguments import UsageError
-from dlfa_models.json_files import write_json
-from dlfa_models.runs import read_results
+from dlfa_models import train
+from dlfa_models.training import build, run_claim
+from dlfa_models.training import run as training_run
+from dlfa_models.training.arguments import UsageError
+from dlfa_models.training.json_files import write_json
+from dlfa_models.training.runs import read_results
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -67,14 +69,14 @@ def test_a_folder_claimed_by_a_live_run_is_refused_and_left_alone(assets, tmp_pa
 def test_a_command_racing_another_for_its_folder_is_refused(assets, tmp_path, monkeypatch, capsys):
     """The moment two commands started together meet: the second checks the folder after the first has
     checked it and before the first has written anything (it is loading data)."""
-    real_load, started, second = train.load_data, [], []
+    real_load, started, second = build.load_data, [], []
 
     def load_while_the_second_starts(*a, **k):
         if not started:
             started.append(True)
             second.append(train.main(cli(assets, tmp_path, "--seed", "2")))
         return real_load(*a, **k)
-    monkeypatch.setattr(train, "load_data", load_while_the_second_starts)
+    monkeypatch.setattr(training_run, "load_data", load_while_the_second_starts)
     assert train.main(cli(assets, tmp_path, "--seed", "1")) == 0
     assert second == [2] and "is in use by another run" in capsys.readouterr().err
     run = tmp_path / "sts-layer1"
@@ -117,7 +119,7 @@ def test_the_claim_of_a_dead_process_is_taken_over(tmp_path, caplog):
     child.join(60)
     assert json.loads((tmp_path / run_claim.LOCK_FILE).read_text())["pid"] == child.pid
     assert not run_claim.claimed(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="dlfa_models.run_claim"):
+    with caplog.at_level(logging.WARNING, logger="dlfa_models.training.run_claim"):
         claim = run_claim.claim(tmp_path)
     assert f"ended without releasing it (pid {child.pid} on" in caplog.text
     assert run_claim.claimed(tmp_path)

@@ -1,11 +1,11 @@
-"""Statistics over seeds (dlfa_models.summary) on hand-made results with known answers."""
+"""Statistics over seeds (dlfa_models.reports.summary) on hand-made results with known answers."""
 import json
 import math
 import sys
 
 import pytest
 
-from dlfa_models.summary import format_summary, plot_difference_heatmap, summarize
+from dlfa_models.reports.summary import format_summary, plot_difference_heatmap, summarize
 
 NAN = float("nan")
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from dlfa_models.summary import format_summary, summarize
+from dlfa_models.reports.summary import format_summary, summarize
 
 
 def run(setting, seed, scores):

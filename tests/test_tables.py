@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from dlfa_models import train
-from dlfa_models.report import heatmap_rows, sweep_table, transfer_figures
-from dlfa_models.summary import summarize
-from dlfa_models.tables import write_summary_tables, write_sweep_tables
+from dlfa_models.reports.report import heatmap_rows, sweep_table, transfer_figures
+from dlfa_models.reports.summary import summarize
+from dlfa_models.reports.tables import write_summary_tables, write_sweep_tables
 from tiny_assets import make_encoder, make_task_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

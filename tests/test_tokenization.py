@@ -8,8 +8,8 @@ from datasets import Dataset
 from transformers import BertTokenizerFast
 
 from dlfa_models.data import TASKS
-from dlfa_models.metrics import metric_fn
-from dlfa_models.tokenization import IGNORE, tokenize, word_windows
+from dlfa_models.data.tokenization import IGNORE, tokenize, word_windows
+from dlfa_models.training.metrics import metric_fn
 
 NER = TASKS["ner"]
 

@@ -14,6 +14,9 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from dlfa_models import train
 from dlfa_models.data import TASKS, DataError
+from dlfa_models.training import build, planning, scoring
+from dlfa_models.training import run as training_run
+from dlfa_models.training.parsing import parse_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 RESULT_KEYS = {"task", "encoder", "setting", "seed", "fusion_layer", "gate_init", "metric", "scores", "mean_non_source",
@@ -69,11 +72,12 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(assets, tmp_path
     extra = ["--eval-steps", "3", "--max-steps", "6", "--fusion-layer", "1", "--keep_checkpoints", "--save_total_limit", "2"]
     assert train.main(cli(encoder, data, tmp_path / "a", "sts", *extra)) == 0
 
-    args = train.parse_args(cli(encoder, data, tmp_path / "b", "sts", *extra))
+    args = parse_args(cli(encoder, data, tmp_path / "b", "sts", *extra))
     run = tmp_path / "b" / "sts-layer1"
     with pytest.raises(KeyboardInterrupt):
-        train.train_one(args, task, train.load_data(args, task), str(encoder), AutoTokenizer.from_pretrained(encoder),
-                        train.Setting(1), 42, run, callbacks=[_CrashAfterSave(3)])
+        training_run.train_one(args, task, build.load_data(args, task), str(encoder),
+                               AutoTokenizer.from_pretrained(encoder), planning.Setting(1), 42, run,
+                               callbacks=[_CrashAfterSave(3)])
     assert (run / "checkpoint-3" / "trainer_state.json").is_file() and not (run / "checkpoint-6").exists()
     # a later save cut short: weights and config written, no trainer state
     (run / "checkpoint-5").mkdir()
@@ -111,9 +115,9 @@ def test_bad_data_fails_before_training_with_file_and_row(assets, tmp_path, task
     folder = tmp_path / "data"
     shutil.copytree(data, folder)
     _write(folder / filename, content)
-    args = train.parse_args(cli(encoder, folder, tmp_path / "out", task))
+    args = parse_args(cli(encoder, folder, tmp_path / "out", task))
     with pytest.raises(DataError, match=message):
-        train.load_data(args, TASKS[task])
+        build.load_data(args, TASKS[task])
     assert train.main(cli(encoder, folder, tmp_path / "out", task)) == 2
     assert not (tmp_path / "out").exists()  # nothing trained
 
@@ -121,14 +125,14 @@ def test_bad_data_fails_before_training_with_file_and_row(assets, tmp_path, task
 def test_requested_language_with_no_data(assets, tmp_path):
     encoder, data = assets
     with pytest.raises(DataError, match=r"no test data for language 'xx'"):
-        train.load_data(train.parse_args(cli(encoder, data, tmp_path, "sts") + ["--eval-langs", "en,xx"]), TASKS["sts"])
+        build.load_data(parse_args(cli(encoder, data, tmp_path, "sts") + ["--eval-langs", "en,xx"]), TASKS["sts"])
     with pytest.raises(DataError, match=r"no train data for language 'zz'"):
-        train.load_data(train.parse_args(cli(encoder, data, tmp_path, "sts") + ["--source-langs", "zz"]), TASKS["sts"])
+        build.load_data(parse_args(cli(encoder, data, tmp_path, "sts") + ["--source-langs", "zz"]), TASKS["sts"])
 
 
 def test_shipped_sample_loads_for_its_languages():
-    args = train.parse_args(["--data", "sample", "--eval-split", "test"])
-    loaded = train.load_data(args, TASKS["sts"])
+    args = parse_args(["--data", "sample", "--eval-split", "test"])
+    loaded = build.load_data(args, TASKS["sts"])
     assert len(loaded["train"]) == 270 and set(loaded["eval"]) == {"en", "de", "es", "fr"}
     assert all(0 <= s <= 5 for s in loaded["train"]["label"])
 
@@ -152,7 +156,7 @@ def test_prediction_in_length_order_returns_the_dataset_order():
     lengths = [5, 1, 9, 3, 9, 2, 7]
     ds = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": list(range(len(lengths)))})
     trainer = _EchoTrainer()
-    logits, fields, labels = train.predict_by_length(trainer, ds)
+    logits, fields, labels = scoring.predict_by_length(trainer, ds)
     assert trainer.lengths == sorted(lengths, reverse=True)
     order = np.arange(len(lengths), dtype=np.float32)
     np.testing.assert_array_equal(labels, order)
@@ -165,7 +169,7 @@ def test_evaluation_keeps_the_dataset_order_when_training_groups_by_length(tmp_p
     from datasets import Dataset
     from transformers import TrainingArguments
 
-    from dlfa_models.trainer import DLFATrainer
+    from dlfa_models.training.trainer import DLFATrainer
 
     ds = Dataset.from_dict({"input_ids": [[1] * n for n in (5, 1, 9, 3, 9, 2, 7)], "labels": list(range(7))})
     args = TrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none",

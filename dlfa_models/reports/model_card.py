@@ -11,8 +11,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .data import TASKS
-from .encoders import hub_id
+from ..data import TASKS
+from ..encoders import hub_id
 
 # run_config.json keys that describe training (shown as the card's hyperparameters)
 HYPERPARAMETERS = ("learning_rate", "aif_lr", "num_train_epochs", "max_steps", "per_device_train_batch_size",

@@ -1,10 +1,7 @@
-"""Task data: from the hub through ``datasets``, from local files, or the shipped STS sample.
+"""Task data loaders: from the hub through ``datasets``, from local files, or the shipped STS sample.
 
-Every loader returns a ``datasets.Dataset`` in one of two normal forms:
-pair tasks (sts, xnli, pawsx) have ``sentence1``, ``sentence2``, ``label``
-(float score for sts, class id otherwise); tagging tasks (ner, pos) have
-``tokens`` and ``tags`` (class ids). Bad local data raises ``DataError`` naming
-the file and row before any training starts.
+Every loader returns a ``datasets.Dataset`` in the normal form of its task (:mod:`.tasks`). Bad local
+data raises ``DataError`` naming the file and row before any training starts.
 
 Local files (docs/data-files.md) are UTF-8, a byte-order mark allowed. Rows are
 numbered by their line in the file; blank (whitespace-only) lines anywhere are
@@ -21,39 +18,14 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from datasets import Dataset
 
 from .sts_sample import SAMPLE_PATH
+from .tasks import DataError, Task
 
-
-class DataError(ValueError):
-    """Bad or missing task data; the message names the file and row."""
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    kind: str  # "pair" or "tagging"
-    metric: str  # the headline metric, used to pick the best checkpoint
-    labels: tuple[str, ...] = ()  # class names; empty for regression
-    hub_name: str = ""
-    file_prefix: str = ""
-
-
-NER_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
-UPOS_LABELS = ("NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "ADJ", "PART", "DET", "CCONJ", "PROPN",
-               "PRON", "X", "_", "ADV", "INTJ", "VERB", "AUX")
-TASKS = {
-    "sts": Task("sts", "pair", "spearman", (), "PhilipMay/stsb_multi_mt", "stsb"),
-    "xnli": Task("xnli", "pair", "accuracy", ("entailment", "neutral", "contradiction"), "facebook/xnli", "xnli"),
-    "pawsx": Task("pawsx", "pair", "accuracy", ("different", "paraphrase"), "google-research-datasets/paws-x", "pawsx"),
-    "ner": Task("ner", "tagging", "f1", NER_LABELS, "unimelb-nlp/wikiann", "ner"),
-    "pos": Task("pos", "tagging", "accuracy", UPOS_LABELS, "universal-dependencies/universal_dependencies", "pos"),
-}
 # Universal Dependencies treebank per language; override with "lang=treebank", or merge several with
 # "lang=treebank+treebank" (e.g. "de=de_gsd+de_hdt")
 UD_TREEBANKS = {"en": "en_ewt", "de": "de_gsd", "es": "es_ancora", "fr": "fr_gsd", "zh": "zh_gsd", "ru": "ru_syntagrus",

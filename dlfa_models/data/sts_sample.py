@@ -4,7 +4,7 @@ Sentences are "<subject> <predicate>." built from phrase tables in English, Germ
 Spanish and French; row i means the same in every language. Similarity (0–5) is
 set by construction: the same subject and predicate (in either of two phrasings)
 score 5, a related subject or predicate (same group) less, unrelated parts less
-still. ``python -m dlfa_models.sts_sample`` rewrites ``data/sts_sample.csv``.
+still. ``python -m dlfa_models.data.sts_sample`` rewrites ``sts_sample.csv`` beside it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 LANGS = ("en", "de", "es", "fr")
-SAMPLE_PATH = Path(__file__).with_name("data") / "sts_sample.csv"
+SAMPLE_PATH = Path(__file__).with_name("sts_sample.csv")
 
 # (group, {lang: phrase})
 SUBJECTS = [

@@ -260,7 +260,7 @@ def _ci(stats: dict) -> str:
 def summary_tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """The summary's tables as (title, header, rows of cells): mean ± std per row and setting, the mean gate
     of fused settings, then per setting the paired differences to the baseline (``format_summary`` prints
-    them, ``dlfa_models.tables`` writes them as Markdown)."""
+    them, ``dlfa_models.reports.tables`` writes them as Markdown)."""
     names = list(summary["settings"])
     rows = summary_rows(summary)
 

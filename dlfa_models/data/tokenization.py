@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .data import Task
+from .tasks import Task
 
 IGNORE = -100  # label of positions that are not scored (special tokens, later sub-words, words of another window)
 
@@ -16,7 +16,7 @@ def tokenize(ds, tokenizer, task: Task, max_length: int):
     labelled on its first sub-word in exactly one window (the one where it sits further from the window's edge;
     the overlap is split at its middle), ``IGNORE`` elsewhere, so the labelled words of a sentence's windows,
     read in order, are the sentence's words in order. Column ``sentence_id`` holds the source row of each
-    window; the rows of one sentence are consecutive; pass it to ``metrics.metric_fn`` as ``sentence_ids`` (the
+    window; the rows of one sentence are consecutive; pass it to ``training.metrics.metric_fn`` as ``sentence_ids`` (the
     ``Trainer`` leaves it out of the model's inputs, as it does every column the model's ``forward`` does not
     name). A word the tokenizer turns into no sub-word at all is replaced by its unknown token, so that it still
     carries its label.
