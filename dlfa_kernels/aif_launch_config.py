@@ -89,6 +89,11 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     dw_rows = min(32 if half else 16, max(16, triton.next_power_of_2(max(T, 1))))
     # fp32 "ieee" dots run on FMA units, operands in registers
     dw_block_e = (64 if hopper else 16) if half else 16
+    if dw_block_e == 64 and B * triton.cdiv(T, dw_rows) < triton.cdiv(E, dw_block_e):
+        # fewer token tiles than E chunks (a short batch, a split holds a tile or two): 32-wide chunks and
+        # 16-row tiles, whose accumulators fit in 255 registers at E = 1024 (64 x 32 spill 368 B at
+        # B = 4, T = 77) and whose grid is larger there (128 programs instead of 96)
+        dw_block_e, dw_rows = 32, 16
     dw_n_t = triton.cdiv(T, dw_rows)
     dw_tiles = B * dw_n_t
     n_e, splits, per_split = weight_gradient_grid(E, dw_tiles, dw_block_e, n_sm)
