@@ -170,7 +170,11 @@ def _aif_backward_kernel(
         if SPLIT_H:
             acc_wu_b = tl.dot(tl.trans(h_b), ds, acc_wu_b, input_precision=DOT_PRECISION)
             acc_wd_b = tl.dot(tl.trans(dh_b), w_half, acc_wd_b, input_precision=DOT_PRECISION)
-    base = split * E * H + offs_e[None, :] * H
+    if BLOCK_E >= 32:  # fp16/bf16 on sm_90: a scalar base and a fresh arange, no per-thread offsets held
+        # across the token loop (saves a spill at 255 registers); 16-wide chunks spill under Triton 3.9 that way
+        base = split * E * H + tl.program_id(0).to(tl.int64) * BLOCK_E * H + tl.arange(0, BLOCK_E)[None, :] * H
+    else:
+        base = split * E * H + offs_e[None, :] * H
     ok_a = ha_ok[:, None] & e_ok[None, :]
     tl.store(DWU_PART + base + offs_ha[:, None], acc_wu_a, mask=ok_a)
     tl.store(DWD_PART + base + offs_ha[:, None], 2.0 * acc_wd_a, mask=ok_a)

@@ -12,16 +12,19 @@ import triton
 MIN_PROGRAMS_PER_SM = 0.25
 
 
-def hidden_blocks(H: int) -> tuple[int, int]:
+def hidden_blocks(H: int, widest: int = 0) -> tuple[int, int]:
     """Two power-of-two column blocks covering H (HA, HB), HB = 0 when one block is as small.
 
-    192 -> (128, 64), 96 -> (64, 32), 256 -> (256, 0), 10 -> (16, 0).
+    192 -> (128, 64), 96 -> (64, 32), 256 -> (256, 0), 10 -> (16, 0); ``widest`` (a power of two, 0:
+    no limit) caps both blocks where two such blocks cover H: 256, widest=128 -> (128, 128).
     """
     full = max(16, triton.next_power_of_2(H))
     first = max(16, full // 2)
     if H <= first:
         return full, 0
     second = max(16, triton.next_power_of_2(H - first))
+    if widest and full > widest and first <= widest and second <= widest:
+        return first, second
     return (first, second) if first + second < full else (full, 0)
 
 
@@ -47,6 +50,16 @@ def token_tiles(B: int, T: int, min_programs: int, most: int) -> tuple[int, int,
     return tiles, tile_t, max(16, triton.next_power_of_2(tile_t))
 
 
+def weight_gradient_grid(E: int, tiles: int, block_e: int, n_sm: int) -> tuple[int, int, int]:
+    """(E chunks, token splits, tiles per split) of the weight-gradient kernel: at most one wave of
+    ``n_sm`` programs, each split ``tiles per split`` consecutive tiles of the ``tiles`` token tiles."""
+    n_e = triton.cdiv(E, block_e)
+    splits = min(tiles, max(1, n_sm // n_e))
+    per_split = triton.cdiv(tiles, splits) if splits else 0
+    splits = triton.cdiv(tiles, per_split) if per_split else 0
+    return n_e, splits, per_split
+
+
 def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int, hopper: bool = True) -> dict:
     """Tile sizes, grids and options of every launch of one forward and one backward.
 
@@ -56,39 +69,42 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
     are shorter and the weight-gradient kernel takes narrower E chunks to stay within 255 registers.
     """
     half = dtype != torch.float32
-    ha, hb = hidden_blocks(H)
+    # fp32 "ieee" dots are FMA loops with operands and accumulators in registers: blocks of at most 128
+    # columns, 16-row tiles and 16-wide E chunks keep forward and backward_dh spill-free (32 rows spill
+    # under Triton 3.6)
+    ha, hb = hidden_blocks(H, widest=0 if half else 128)
     h_pad = max(16, triton.next_power_of_2(H))
     wide = ha + hb >= 192
     precision = dot_precision(dtype)
     min_programs = max(1, int(n_sm * MIN_PROGRAMS_PER_SM))
-    # the most rows a compiled forward / backward_dh holds in 255 registers (fp32 "ieee" dots run on FMA units,
-    # operands in registers)
-    most = 64 if half and hopper else 32 if half or wide else 16
+    # the most rows a compiled forward / backward_dh holds in 255 registers
+    most = (64 if hopper else 32) if half else 16
     n_t, tile_t, rows = token_tiles(B, T, min_programs, most)
-    # fp32 dh and dS·wu of 32 rows spill: fp32 backward_dh tiles are 16 rows
-    dh_n_t, dh_tile_t, dh_rows = (n_t, tile_t, rows) if half else token_tiles(B, T, min_programs, 16)
-    block_e = 64 if half and ha + hb >= 64 else 32
+    block_e = (64 if ha + hb >= 64 else 32) if half else 16
     tile = {
         "BLOCK_E": block_e, "HA": ha, "HB": max(hb, 16), "SPLIT_H": hb > 0, "DOT_PRECISION": precision,
         "num_warps": 8 if wide else 4, "num_stages": 2 if half else 1, "BLOCK_M": rows,
         "grid": (B * n_t,), "n_t_tiles": n_t, "tile_t": tile_t,
     }
     dw_rows = min(32 if half else 16, max(16, triton.next_power_of_2(max(T, 1))))
-    dw_n_t = triton.cdiv(T, dw_rows)
-    dw_tiles = B * dw_n_t
     # fp32 "ieee" dots run on FMA units, operands in registers
     dw_block_e = (64 if hopper else 16) if half else 16
-    n_e = triton.cdiv(E, dw_block_e)
-    splits = min(dw_tiles, max(1, n_sm // n_e))
-    per_split = triton.cdiv(dw_tiles, splits) if splits else 0
-    splits = triton.cdiv(dw_tiles, per_split) if per_split else 0
+    if dw_block_e == 64 and B * triton.cdiv(T, dw_rows) < triton.cdiv(E, dw_block_e):
+        # fewer token tiles than E chunks (a short batch, a split holds a tile or two): 32-wide chunks and
+        # 16-row tiles, whose accumulators fit in 255 registers at E = 1024 (64 x 32 spill 368 B at
+        # B = 4, T = 77) and whose grid is larger there (128 programs instead of 96)
+        dw_block_e, dw_rows = 32, 16
+    dw_n_t = triton.cdiv(T, dw_rows)
+    dw_tiles = B * dw_n_t
+    n_e, splits, per_split = weight_gradient_grid(E, dw_tiles, dw_block_e, n_sm)
     return {
         "pool": {"grid": (B, triton.cdiv(E, 64)), "BLOCK_T": 32, "BLOCK_E": 64, "BLOCK_H": 64, "num_warps": 4},
         "forward": dict(tile),
         # 64 rows of dh over H = 256 leave no registers for 64-wide E chunks
+        # 3 stages on sm_90 leave ptxas room for the 64-bit offsets of a tensor past 2**31 elements
         "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4,
-                            BLOCK_E=32 if ha + hb >= 256 or not hopper else block_e, BLOCK_M=dh_rows,
-                            grid=(B * dh_n_t,), n_t_tiles=dh_n_t, tile_t=dh_tile_t),
+                            num_stages=3 if half and hopper else tile["num_stages"],
+                            BLOCK_E=32 if ha + hb >= 256 or not hopper else block_e),
         "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8 if half or wide else 4,
                          num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
                          n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),

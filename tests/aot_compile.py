@@ -2,7 +2,7 @@
 
 Run as a script (not under the interpreter)::
 
-    python tests/aot_compile.py [90 80] [--sets ci,gpu-tests,benchmarks,mma] [--full] [--count]
+    python tests/aot_compile.py [90 80] [--sets ci,gpu-tests,benchmarks,mma] [--full] [--count] [--only REGEX]
 
 The launchers run on empty CPU tensors of real shapes (never touched, so a tensor past 2**31
 elements costs no memory) with Triton's ``JITFunction.run`` replaced by a recorder; each recorded
@@ -26,6 +26,8 @@ Prints a header line ``{"triton": ..., "numpy": ..., "compilations": N}``, then 
 distinct compiled kernel: its launch name, the cases that launch it with their grids, registers,
 stack, spill instructions (STL/LDL), shared memory, the dot products of its Triton GPU IR and how
 many of them run on MMA units, and a census of its SASS opcodes. ``--count`` prints only N.
+``--only REGEX`` keeps the compilations whose label (``sm_90 backward bf16 E=1024 i32``: target,
+launch, dtype, E, index width) it matches, to iterate on one kernel in seconds.
 """
 from __future__ import annotations
 
@@ -234,6 +236,12 @@ JOBS = {"ci": ci_jobs, "gpu-tests": gpu_test_jobs, "benchmarks": benchmark_jobs,
         "full": full_jobs}
 
 
+def label(config: dict) -> str:
+    """``sm_90 backward bf16 E=1024 i32``: what ``--only`` matches and KNOWN_SPILLS keys on."""
+    ints = "i64" if "i64" in config["sig"].values() else "i32"
+    return f"sm_{config['cc']} {config['launch']} {config['dtype']} E={config['E']} {ints}"
+
+
 def configurations(sets=SETS, targets=(90, 80)) -> list[dict]:
     """Distinct compilations of the jobs of ``sets`` on ``targets``, each with the cases that launch it."""
     seen = {}
@@ -318,12 +326,20 @@ def main(argv=None) -> None:
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     p.add_argument("--full", action="store_true", help="add every tile height, mask/no mask, tf32, 64-bit ints")
     p.add_argument("--count", action="store_true", help="print the number of distinct compilations only")
+    p.add_argument("--only", metavar="REGEX", help="keep the compilations whose label (e.g. "
+                   "'sm_90 backward bf16 E=1024 i32') the regular expression matches")
     args = p.parse_args(argv)
+    try:
+        only = re.compile(args.only) if args.only is not None else None
+    except re.error as e:
+        p.error(f"--only: not a regular expression: {e}")
     sets = [s for s in args.sets.split(",") if s] + (["full"] if args.full else [])
     unknown = sorted(set(sets) - set(JOBS))
     if unknown:
         p.error(f"--sets: unknown set(s) {unknown}; known: {', '.join(SETS)}")
     configs = configurations(sets, tuple(args.targets))
+    if only is not None:
+        configs = [c for c in configs if only.search(label(c))]
     if args.count:
         print(len(configs))
         return

@@ -14,6 +14,7 @@ SHAPES = [  # B, T, E, reduction
     (3, 17, 40, 5),
     (2, 9, 96, 3),
     (18, 5, 40, 4),  # two blocks of 16 sequences in the kernels that loop over sequences
+    (1, 7, 160, 4),  # fewer token tiles than E chunks: 32-wide E chunks, 16-row tiles for the weight gradients
 ]
 
 
