@@ -7,12 +7,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, TrainerCallback
 
 import dlfa_models
 from dlfa_models import train
 from dlfa_models.data import SCORE_RANGE, TASKS, DataError, load_split
 from dlfa_models.data.tokenization import tokenize_apart
+from dlfa_models.training import run as training_run
 from dlfa_models.training.parsing import parse_args
 from dlfa_models.training.planning import Setting, run_settings
 from dlfa_models.training.scoring import language_gate_stats
@@ -195,3 +196,34 @@ def test_sentences_are_tokenized_apart_with_the_prompt_and_labels_scaled(assets)
     enc = tokenize_apart(ds, tok, 16, "the ", SCORE_RANGE)[0]
     assert enc["input_ids"] == tok("the the man")["input_ids"] and enc["input_ids_b"] == tok("the a woman")["input_ids"]
     assert enc["labels"] == pytest.approx(0.8)
+
+
+class _Interrupt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+
+
+def test_a_biencoder_run_interrupted_in_training_resumes_to_the_uninterrupted_scores(assets, tmp_path, monkeypatch):
+    encoder, data = assets
+    args = cli(encoder, data, tmp_path / "runs", "--architecture", "biencoder", "--fusion_layer", "1",
+               "--max-steps", "4", "--eval_steps", "2")
+    real = training_run.make_trainer
+
+    def interrupted(*a, **k):
+        trainer = real(*a, **k)
+        trainer.add_callback(_Interrupt)
+        return trainer
+    monkeypatch.setattr(training_run, "make_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args)
+    run = tmp_path / "runs" / "sts-biencoder-layer1"
+    assert (run / "checkpoint-2").is_dir() and not (run / "results.json").exists()
+    monkeypatch.setattr(training_run, "make_trainer", real)
+    assert train.main(args + ["--resume"]) == 0
+    assert "resuming from" in (run / "train.log").read_text()
+    assert train.main(cli(encoder, data, tmp_path / "once", "--architecture", "biencoder", "--fusion_layer", "1",
+                          "--max-steps", "4", "--eval_steps", "2")) == 0
+    resumed, once = (json.loads((f / "sts-biencoder-layer1" / "results.json").read_text())["scores"]
+                     for f in (tmp_path / "runs", tmp_path / "once"))
+    assert resumed == pytest.approx(once, abs=1e-6)
