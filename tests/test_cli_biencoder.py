@@ -59,7 +59,8 @@ def test_a_biencoder_run_writes_the_cross_encoders_files_and_the_sentence_transf
     result = json.loads((run / "results.json").read_text())
     assert result["architecture"] == "biencoder" and result["setting"] == "layer1" and result["best_step"] is not None
     recorded = json.loads((run / "run_config.json").read_text())
-    assert (recorded["architecture"], recorded["similarity_loss"], recorded["pooling"]) == ("biencoder", "cosine", "mean")
+    assert (recorded["architecture"], recorded["similarity_loss"]) == ("biencoder", "cosine")
+    assert recorded["pooling"] == "mean"
     assert json.loads((run / "config.json").read_text())["architectures"] == ["DLFAForSentenceSimilarity"]
     card = (run / "README.md").read_text()
     assert "SentenceTransformer(" in card and "sentence-similarity" in card
@@ -118,7 +119,8 @@ def test_gate_statistics_count_the_tokens_of_both_sentences(study, assets):
     result = json.loads((study / "sts-biencoder-layer1" / "seed-0" / "results.json").read_text())
     rows = load_split(TASKS["sts"], "de", "test", str(data))
     tok = AutoTokenizer.from_pretrained(encoder)
-    tokens = sum(len(tok(s, truncation=True, max_length=64)["input_ids"]) for s in [*rows["sentence1"], *rows["sentence2"]])
+    sentences = [*rows["sentence1"], *rows["sentence2"]]
+    tokens = sum(len(tok(s, truncation=True, max_length=64)["input_ids"]) for s in sentences)
     gate = result["gates"]["de"]
     assert gate["gate_sequences"] == 2 * len(rows) and gate["gate_tokens"] == tokens
     assert 0 < gate["gate_mean"] < 1

@@ -72,7 +72,8 @@ def model_card(result: dict, best_on_dev: bool) -> ModelCard:
     sources = ", ".join(result["source_langs"])
     scores = {lang: v for lang, v in result["scores"].items() if math.isfinite(v)}
     card_data = ModelCardData(
-        library_name="sentence-transformers" if biencoder else "transformers", base_model=base, datasets=[dataset] if settings.get("data") == "hub" else None,
+        library_name="sentence-transformers" if biencoder else "transformers", base_model=base,
+        datasets=[dataset] if settings.get("data") == "hub" else None,
         language=list(result["scores"]) or list(result["source_langs"]),
         pipeline_tag=_pipeline_tag(task.kind, biencoder),
         tags=["dlfa", task.name, "zero-shot-cross-lingual"] + (["sentence-transformers"] if biencoder else []),
@@ -96,7 +97,8 @@ def model_card(result: dict, best_on_dev: bool) -> ModelCard:
                 "training steps: what the encoder gives for free.")
     else:
         what = (f"{named} {'as a bi-encoder (each sentence alone, pooled, cosine) ' if biencoder else ''}"
-                f"fine-tuned on {dataset} in {sources} with {fusion}, seed {result['seed']}; this folder holds {saved}.")
+                f"fine-tuned on {dataset} in {sources} with {fusion}, seed {result['seed']}; "
+                f"this folder holds {saved}.")
     usage = _biencoder_usage() if biencoder else _usage(result, auto)
     body = [f"# {encoder} + DLFA, {task.name} ({result['setting']})", "", what, ""] + usage + [""]
     if scores:

@@ -111,8 +111,8 @@ def _saved_run_defaults(model_path: str) -> dict:
 
 
 # recorded by a training run, inherited by evaluate-only on its folder
-SAVED_RUN_OPTIONS = ("task", "architecture", "data", "source_langs", "eval_langs", "eval_split", "max_length", "max_eval_samples",
-                     "subset_seed")
+SAVED_RUN_OPTIONS = ("task", "architecture", "data", "source_langs", "eval_langs", "eval_split", "max_length",
+                     "max_eval_samples", "subset_seed")
 
 
 def parse_args(argv: Optional[list[str]] = None) -> Arguments:

@@ -85,8 +85,9 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         else:  # the train metrics and time stay those of the run that trained
             train_time, best_checkpoint, best_step = (trained[k] for k in ("train_runtime", "best_checkpoint",
                                                                            "best_step"))
-        meta = {"encoder": m.model_name_or_path, "architecture": m.architecture, "setting": setting.name, "fusion_layer": setting.fusion_layer,
-                "gate_init": setting.gate_init, "seed": seed, "train_time_s": round(train_time, 2),
+        meta = {"encoder": m.model_name_or_path, "architecture": m.architecture, "setting": setting.name,
+                "fusion_layer": setting.fusion_layer, "gate_init": setting.gate_init, "seed": seed,
+                "train_time_s": round(train_time, 2),
                 "best_checkpoint": best_checkpoint if p.keep_checkpoints else None,
                 "best_step": best_step, "settings": settings}
         result = finish_run(args, task, trainer, tokenizer, data, folder, meta)
