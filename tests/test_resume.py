@@ -98,7 +98,11 @@ def test_resume_from_a_checkpoint_of_another_setting_is_refused(assets, finished
     shutil.copytree(checkpoint, copy)
     assert train.main(cli(assets, tmp_path / "b", "--resume_from_checkpoint", str(copy), "--pooling", "mean")) == 2
     assert "pooling: 'cls' there, 'mean' now" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # a cross-encoder's checkpoint for a bi-encoder run: its config.json names no bi-encoder
+    assert train.main(cli(assets, tmp_path / "c", "--resume_from_checkpoint", str(copy), "--architecture", "biencoder",
+                          "--pooling", "cls")) == 2
+    assert "architecture: None there, 'biencoder' now" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 # ----------------------------------------------------------------------------- item 15: complete checkpoints

@@ -1,9 +1,10 @@
-"""Tokenization of task data for the models: sentence pairs, and word-tagged sentences cut into windows."""
+"""Tokenization of task data for the models: sentence pairs (as one sequence, or apart for a bi-encoder),
+and word-tagged sentences cut into windows."""
 from __future__ import annotations
 
 from collections import Counter
 
-from .tasks import Task
+from .tasks import DataError, Task
 
 IGNORE = -100  # label of positions that are not scored (special tokens, later sub-words, words of another window)
 
@@ -100,3 +101,32 @@ def _window_labels(word_ids: list, tags: list[int], start: int, own_start: int, 
         labels.append(tags[start + w] if first and own_start <= start + w < own_end else IGNORE)
         previous = w
     return labels
+
+
+def check_score_range(ds, score_range: tuple, name: str = "the data") -> None:
+    """Every ``label`` of ``ds`` a number in ``score_range``; else ``DataError`` naming ``name`` and the row."""
+    low, high = score_range
+    for row, score in enumerate(ds["label"]):
+        if isinstance(score, bool) or not (isinstance(score, (int, float)) and low <= score <= high):  # NaN too
+            raise DataError(f"{name}, row {row}: score {score!r} is outside {low}–{high}")
+
+
+def tokenize_apart(ds, tokenizer, max_length: int, prompt: str = "", score_range: tuple = (0.0, 5.0),
+                   name: str = "the data"):
+    """Sentence pairs for a bi-encoder: each sentence alone, ``prompt`` before it, truncated to max_length.
+
+    Columns ``input_ids``, ``attention_mask`` (and ``token_type_ids`` if the tokenizer gives them) of
+    sentence1, the same with ``_b`` of sentence2, and ``labels``: the gold score scaled from ``score_range``
+    to [0, 1] (the cosine the bi-encoder learns). A score outside the range raises ``DataError`` naming ``name``
+    (e.g. "sts en train") and the row.
+    """
+    check_score_range(ds, score_range, name)
+    low, high = score_range
+
+    def apart_fn(batch):
+        first = tokenizer([prompt + s for s in batch["sentence1"]], truncation=True, max_length=max_length)
+        second = tokenizer([prompt + s for s in batch["sentence2"]], truncation=True, max_length=max_length)
+        enc = {**first, **{f"{k}_b": v for k, v in second.items()}}
+        enc["labels"] = [(score - low) / (high - low) for score in batch["label"]]
+        return enc
+    return ds.map(apart_fn, batched=True, remove_columns=ds.column_names)

@@ -20,6 +20,8 @@ HYPERPARAMETERS = ("learning_rate", "aif_lr", "num_train_epochs", "max_steps", "
                    "max_grad_norm", "seed", "data_seed", "max_train_samples", "max_length", "reduction", "pooling",
                    "gate_init", "eval_strategy", "metric_for_best_model", "fp16", "bf16")
 
+UNTRAINED_SETTINGS = ("max_length", "pooling")
+
 
 def _dataset(task, data: str) -> str:
     """The dataset's hub id when read from the hub, else the local source's name."""
@@ -28,8 +30,20 @@ def _dataset(task, data: str) -> str:
     return "dlfa STS sample" if data == "sample" else Path(data).name
 
 
-def _pipeline_tag(kind: str) -> str:
+def _pipeline_tag(kind: str, biencoder: bool = False) -> str:
+    if biencoder:
+        return "sentence-similarity"
     return "token-classification" if kind == "tagging" else "text-classification"
+
+
+def _biencoder_usage() -> list[str]:
+    return ["```python", "import dlfa_models  # registers the DLFA model type (needed to load this model)",
+            "from sentence_transformers import SentenceTransformer", "",
+            'model = SentenceTransformer("path/to/this/folder")  # its prompt, pooling and normalisation included',
+            'a, b = model.encode(["A man plays.", "Ein Mann spielt."])  # the sentence prompt, if any, is the default',
+            "score = model.similarity(a, b)  # cosine, what dlfa-train scored", "```", "",
+            "`AutoModel.from_pretrained` gives its per-sentence encoder + AIF (a `DLFAModel`); "
+            "`DLFAForSentenceSimilarity.from_pretrained` the whole bi-encoder, whose `logits` is the cosine."]
 
 
 def _usage(result: dict, auto: str) -> list[str]:
@@ -49,6 +63,8 @@ def model_card(result: dict, best_on_dev: bool) -> ModelCard:
     ``best_on_dev``: whether the saved weights are the checkpoint best on source dev (else the last step)."""
     task = TASKS[result["task"]]
     settings = result.get("settings") or {}
+    biencoder = result.get("architecture") == "biencoder"
+    untrained = biencoder and result["setting"] == "untrained"
     encoder = result["encoder"]
     base = hub_id(encoder)
     dataset = _dataset(task, settings.get("data", "hub"))
@@ -56,24 +72,35 @@ def model_card(result: dict, best_on_dev: bool) -> ModelCard:
     sources = ", ".join(result["source_langs"])
     scores = {lang: v for lang, v in result["scores"].items() if math.isfinite(v)}
     card_data = ModelCardData(
-        library_name="transformers", base_model=base, datasets=[dataset] if settings.get("data") == "hub" else None,
-        language=list(result["scores"]) or list(result["source_langs"]), pipeline_tag=_pipeline_tag(task.kind),
-        tags=["dlfa", task.name, "zero-shot-cross-lingual"],
+        library_name="sentence-transformers" if biencoder else "transformers", base_model=base,
+        datasets=[dataset] if settings.get("data") == "hub" else None,
+        language=list(result["scores"]) or list(result["source_langs"]),
+        pipeline_tag=_pipeline_tag(task.kind, biencoder),
+        tags=["dlfa", task.name, "zero-shot-cross-lingual"] + (["sentence-transformers"] if biencoder else []),
         model_name=f"{Path(encoder).name}-dlfa-{task.name}-{result['setting']}",
-        eval_results=[EvalResult(task_type=_pipeline_tag(task.kind), dataset_type=dataset,
+        eval_results=[EvalResult(task_type=_pipeline_tag(task.kind, biencoder), dataset_type=dataset,
                                  dataset_name=f"{dataset} {lang}", dataset_config=lang, dataset_split=split,
                                  metric_type=metric, metric_value=score)
                       for lang, score in scores.items()] or None,
-        hyperparameters={k: settings[k] for k in HYPERPARAMETERS if settings.get(k) is not None},
+        # an untrained run took no step: only what shapes its scores
+        hyperparameters={k: settings[k] for k in (UNTRAINED_SETTINGS if untrained else HYPERPARAMETERS)
+                         if settings.get(k) is not None},
     )
     fusion = ("no fusion (the last-layer baseline)" if result["fusion_layer"] is None
               else f"AIF fusion of the last layer with hidden state {result['fusion_layer']}")
     saved = ("the checkpoint best on source-language dev" if best_on_dev
              else "the model at the end of training (no checkpoint was chosen on dev)")
     auto = f"AutoModelFor{'Token' if task.kind == 'tagging' else 'Sequence'}Classification"
-    body = [f"# {encoder} + DLFA, {task.name} ({result['setting']})", "",
-            f"{encoder}{f' (`{base}`)' if base and base != encoder else ''} fine-tuned on {dataset} in {sources} "
-            f"with {fusion}, seed {result['seed']}; this folder holds {saved}.", ""] + _usage(result, auto) + [""]
+    named = f"{encoder}{f' (`{base}`)' if base and base != encoder else ''}"
+    if untrained:
+        what = (f"{named} as a plain bi-encoder (each sentence alone, pooled, compared by cosine), scored with no "
+                "training steps: what the encoder gives for free.")
+    else:
+        what = (f"{named} {'as a bi-encoder (each sentence alone, pooled, cosine) ' if biencoder else ''}"
+                f"fine-tuned on {dataset} in {sources} with {fusion}, seed {result['seed']}; "
+                f"this folder holds {saved}.")
+    usage = _biencoder_usage() if biencoder else _usage(result, auto)
+    body = [f"# {encoder} + DLFA, {task.name} ({result['setting']})", "", what, ""] + usage + [""]
     if scores:
         body += [f"## Scores: {split} {metric} per language", "",
                  "Languages other than the source ones are zero-shot.", "",

@@ -44,6 +44,7 @@ N_RESAMPLES = 9999
 MIN_TEST_SEEDS = 3
 ROUGH_BELOW = 5
 ZERO_SHOT = "zero-shot"
+UNTRAINED = "untrained"  # dlfa-train's setting of a bi-encoder scored without training
 GAP = "transfer gap"
 RATIO = "transfer ratio"
 # summary rows besides the languages, and the entry key each is stored under
@@ -185,7 +186,11 @@ def summarize(results: list[dict], baseline: str | None = "baseline") -> dict:
         scores[GAP] = source_mean - scores[ZERO_SHOT]
         scores[RATIO] = scores[ZERO_SHOT] / source_mean if source_mean else NAN
         per_setting.setdefault(run["setting"], {})[int(run["seed"])] = scores
-    names = sorted(per_setting, key=lambda n: (n != baseline,))  # baseline first, else first-seen order
+    # the untrained bi-encoder (what you get for free) first, then the baseline, else first-seen order
+    names = sorted(per_setting, key=lambda n: (n != UNTRAINED, n != baseline))
+    if UNTRAINED in per_setting:
+        notes.append(f"{UNTRAINED}: the encoder as a plain bi-encoder scored with no training steps (what you get "
+                     "for free), the same for every seed")
 
     columns = languages + list(AGGREGATES)
     settings = {}

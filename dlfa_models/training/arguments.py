@@ -19,6 +19,9 @@ from ..encoders import OFFLINE_ENCODER
 logger = logging.getLogger(__name__)
 
 TASK_METRIC = "task"  # --metric_for_best_model default: the task's headline metric
+CROSS_ENCODER, BIENCODER = "cross-encoder", "biencoder"
+ARCHITECTURES = (CROSS_ENCODER, BIENCODER)
+UNTRAINED = "untrained"  # the --fusion_layer setting of the bi-encoder scored with no training steps
 SUBSET_SEED = 42
 
 
@@ -41,7 +44,8 @@ class ModelArguments:
         metadata={"help": (
             "Hidden-state index fused with the last layer (0 = embeddings, up to num_hidden_layers - 1), "
             "'none' (the last-layer baseline), 'middle', 'all' (baseline and every lower layer) or a comma "
-            "list such as none,4,8: one run per setting.")},
+            "list such as none,4,8: one run per setting. With --architecture biencoder also 'untrained': the "
+            "plain encoder scored with no training steps (what you get for free; always the first row).")},
     )
     gate_init: str = field(
         default="random",
@@ -51,8 +55,16 @@ class ModelArguments:
             "fusion settings.")},
     )
     reduction: int = field(default=4, metadata={"help": "AIF bottleneck ratio r (hidden size / r units)."})
-    pooling: str = field(default="cls", metadata={
-        "choices": ["cls", "mean"], "help": "Sentence representation for pair tasks: first token or mean."})
+    architecture: str = field(default=CROSS_ENCODER, metadata={"choices": list(ARCHITECTURES), "help": (
+        "STS model: 'cross-encoder' (both sentences in one sequence, a regression head) or 'biencoder' (each "
+        "sentence encoded alone, pooled, scored by cosine; trained on the gold score scaled to [0, 1]; "
+        "saved folders load with SentenceTransformer).")})
+    similarity_loss: Optional[str] = field(default=None, metadata={"choices": ["cosine", "cosent"], "help": (
+        "Bi-encoder loss on the cosine: 'cosine' (MSE, sentence-transformers' CosineSimilarityLoss) or "
+        "'cosent' (CoSENTLoss) (default: cosine; only with --architecture biencoder).")})
+    pooling: Optional[str] = field(default=None, metadata={"choices": ["cls", "mean"], "help": (
+        "Sentence representation for pair tasks: first token or mean (default: cls for the cross-encoder, "
+        "mean for the bi-encoder).")})
     backend: str = field(default="auto", metadata={
         "choices": ["auto", "triton", "torch"], "help": "AIF backend (auto: triton on a GPU, else torch)."})
     aif_lr: Optional[float] = field(default=None, metadata={

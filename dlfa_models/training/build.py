@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import DataError, Task, limit, load_split
-from ..data.tokenization import tokenize
-from .arguments import Arguments
+from ..data import SCORE_RANGE, DataError, Task, limit, load_split
+from ..data.tokenization import check_score_range
+from .arguments import BIENCODER, Arguments
+from .inputs import is_biencoder, model_inputs
 from .parsing import comma_list as _split
 from .planning import Setting, eval_languages
 from .scoring import scorer
@@ -34,6 +35,8 @@ def load_data(args: Arguments, task: Task, train: bool = True) -> dict:
     for name, ds in named:
         if len(ds) == 0:
             raise DataError(f"the {name} data is empty")
+        if args.model.architecture == BIENCODER:  # its labels are the scores scaled to [0, 1]: check them now
+            check_score_range(ds, SCORE_RANGE, f"the {name} data")
     if "train" in loaded:
         loaded["train"] = limit(loaded["train"], p.max_train_samples, p.subset_seed)
     if "dev" in loaded:
@@ -53,6 +56,16 @@ def build_model(args: Arguments, task: Task, encoder: str, setting: Setting, see
 
     m = args.model
     set_seed(seed)  # the same fresh AIF and head on every rank and every resume
+    if m.architecture == BIENCODER:
+        from ..encoders import sentence_prompt
+        from ..modeling_biencoder import DLFAForSentenceSimilarity
+
+        kwargs = {} if setting.gate_init is None else {"gate_init": setting.gate_init}
+        # the prompt of the name given (the resolved folder of an offline encoder may not say it is e5)
+        return DLFAForSentenceSimilarity.from_encoder(
+            encoder, fusion_layer=setting.fusion_layer, reduction=m.reduction, aif_backend=m.backend,
+            sentence_pooling=m.pooling, similarity_loss=m.similarity_loss, max_seq_length=args.protocol.max_length,
+            sentence_prompt=sentence_prompt(m.model_name_or_path), **kwargs)
     cls = DLFAForTokenClassification if task.kind == "tagging" else DLFAForSequenceClassification
     kwargs = {"id2label": dict(enumerate(task.labels))} if task.labels else {}
     if setting.gate_init is not None:
@@ -61,14 +74,15 @@ def build_model(args: Arguments, task: Task, encoder: str, setting: Setting, see
                             reduction=m.reduction, aif_backend=m.backend, sentence_pooling=m.pooling, **kwargs)
 
 
-def learning_curve(args: Arguments, task: Task, data: dict, tokenizer, folder: Path, main: bool):
+def learning_curve(args: Arguments, task: Task, data: dict, tokenizer, model, folder: Path, main: bool):
     """The ``LearningCurve`` callback of a run: source dev, and with --curve_zero_shot the other dev sets."""
     from .curves import CURVES, LearningCurve
 
     p = args.protocol
     source = ",".join(data["sources"])
     dev = {source: data["dev"], **data.get("curve", {})}
-    datasets = {lang: scorer(task, tokenize(ds, tokenizer, task, p.max_length)) for lang, ds in dev.items()}
+    datasets = {lang: scorer(task, model_inputs(ds, tokenizer, task, p.max_length, model, f"{lang} dev"))
+                for lang, ds in dev.items()}
     return LearningCurve(p.curve_steps, datasets, task.metric, [source], folder / CURVES if main else None)
 
 
@@ -82,8 +96,14 @@ def make_trainer(args: Arguments, task: Task, model, tokenizer, training_args, t
     if dev_ds is not None:
         dev_ds, dev_metric = scorer(task, dev_ds)
         compute_metrics = lambda pred: dev_metric(pred.predictions, pred.label_ids)  # noqa: E731
-    collator = (DataCollatorForTokenClassification(tokenizer) if task.kind == "tagging"
-                else DataCollatorWithPadding(tokenizer))
+    if is_biencoder(model):
+        from ..data.pair_collator import SentencePairCollator
+
+        collator = SentencePairCollator(tokenizer)
+    elif task.kind == "tagging":
+        collator = DataCollatorForTokenClassification(tokenizer)
+    else:
+        collator = DataCollatorWithPadding(tokenizer)
     trainer = DLFATrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds, data_collator=collator,
         processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=[CheckpointBarrier(), *callbacks],

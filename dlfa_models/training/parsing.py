@@ -11,7 +11,9 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from .arguments import Arguments, DLFATrainingArguments, ModelArguments, ProtocolArguments, UsageError
+from .arguments import (
+    BIENCODER, UNTRAINED, Arguments, DLFATrainingArguments, ModelArguments, ProtocolArguments, UsageError,
+)
 
 
 class _HelpFormatter(ArgumentDefaultsHelpFormatter):
@@ -109,8 +111,8 @@ def _saved_run_defaults(model_path: str) -> dict:
 
 
 # recorded by a training run, inherited by evaluate-only on its folder
-SAVED_RUN_OPTIONS = ("task", "data", "source_langs", "eval_langs", "eval_split", "max_length", "max_eval_samples",
-                     "subset_seed")
+SAVED_RUN_OPTIONS = ("task", "architecture", "data", "source_langs", "eval_langs", "eval_split", "max_length",
+                     "max_eval_samples", "subset_seed")
 
 
 def parse_args(argv: Optional[list[str]] = None) -> Arguments:
@@ -172,6 +174,7 @@ def check_options(args: Arguments) -> None:
             value = getattr(obj, f.name, None)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UsageError(f"--{f.name} {value}: must be a finite number")
+    _check_architecture(args)
     _number("reduction", m.reduction, 1)
     _number("aif_lr", m.aif_lr, 0)
     _number("subset_seed", p.subset_seed, 0, 2**32)
@@ -200,6 +203,25 @@ def check_options(args: Arguments) -> None:
     _number("eval_delay", t.eval_delay, 0)
     if not t.eval_do_concat_batches:
         raise UsageError("--eval_do_concat_batches false: dlfa-train scores whole prediction arrays; leave it on")
+
+
+def _check_architecture(args: Arguments) -> None:
+    """The bi-encoder's options only with the bi-encoder, and the bi-encoder only for STS; then the
+    defaults that depend on the architecture (pooling, similarity loss)."""
+    m, p = args.model, args.protocol
+    biencoder = m.architecture == BIENCODER
+    if biencoder and p.task != "sts":
+        raise UsageError(f"--architecture biencoder scores sentence similarity: only with --task sts, not {p.task}")
+    if m.similarity_loss is not None and not biencoder:
+        raise UsageError(f"--similarity_loss {m.similarity_loss} is a bi-encoder loss: only with --architecture "
+                         "biencoder")
+    if not biencoder and UNTRAINED in [s.lower() for s in comma_list(m.fusion_layer)]:
+        raise UsageError("--fusion_layer untrained is the plain bi-encoder scored without training: only with "
+                         "--architecture biencoder")
+    if biencoder and m.similarity_loss is None:
+        m.similarity_loss = "cosine"
+    if m.pooling is None:
+        m.pooling = "mean" if biencoder else "cls"
 
 
 def check_environment(args: Arguments) -> None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 from ..data import Task
 from ..reports.report import setting_name
-from .arguments import TASK_METRIC, Arguments, UsageError
+from .arguments import BIENCODER, CROSS_ENCODER, TASK_METRIC, UNTRAINED, Arguments, UsageError
 from .json_files import strict
 from .metrics import metric_names
 from .parsing import comma_list as _split
@@ -28,18 +28,21 @@ SAMPLE_LANGS = "en,de,es,fr"
 
 @dataclass(frozen=True)
 class Setting:
-    """One fusion setting: the fused hidden state (None = baseline) and the gate's starting mix (None = random)."""
+    """One fusion setting: the fused hidden state (None = baseline) and the gate's starting mix (None = random);
+    ``untrained``: the plain bi-encoder scored with no training steps (fusion_layer None)."""
 
     fusion_layer: Optional[int]
     gate_init: Optional[float] = None
+    untrained: bool = False
 
     @property
     def name(self) -> str:
-        return setting_name(self.fusion_layer, self.gate_init)
+        return UNTRAINED if self.untrained else setting_name(self.fusion_layer, self.gate_init)
 
 
-def fusion_settings(spec: str, num_layers: int) -> list[Optional[int]]:
-    """'none' -> [None]; 'all' -> [None, 0, .., L-1]; 'middle' -> [L // 2]; '3' or 'none,2,4' -> list.
+def fusion_settings(spec: str, num_layers: int) -> list:
+    """'none' -> [None]; 'all' -> [None, 0, .., L-1]; 'middle' -> [L // 2]; '3' or 'none,2,4' -> list;
+    'untrained' -> the string UNTRAINED.
     Raises ``UsageError`` for anything else, a layer outside 0..L-1 or a repeated setting."""
     if spec.strip().lower() == "all":
         return [None] + list(range(num_layers))
@@ -48,7 +51,9 @@ def fusion_settings(spec: str, num_layers: int) -> list[Optional[int]]:
         raise UsageError(f"--fusion-layer {spec!r}: empty setting; give layer indices, 'none', 'middle' or 'all'")
     settings = []
     for item in items:
-        if item in ("none", "baseline"):
+        if item == UNTRAINED:
+            layer = UNTRAINED  # checked against the architecture by parsing.check_options
+        elif item in ("none", "baseline"):
             layer = None
         elif item == "middle":
             layer = num_layers // 2
@@ -89,8 +94,11 @@ def gate_inits(spec: str) -> list[Optional[float]]:
 def plan_settings(fusion_spec: str, gate_spec: str, num_layers: int) -> list[Setting]:
     """The fusion settings × gate initialisations (the baseline, without a gate, once)."""
     inits = gate_inits(gate_spec)
-    settings = [Setting(layer, init) for layer in fusion_settings(fusion_spec, num_layers)
-                for init in ([None] if layer is None else inits)]
+    layers = fusion_settings(fusion_spec, num_layers)
+    # what you get for free comes first, in every table
+    settings = [Setting(None, None, True)] if UNTRAINED in layers else []
+    settings += [Setting(layer, init) for layer in layers if layer != UNTRAINED
+                 for init in ([None] if layer is None else inits)]
     by_name: dict[str, Setting] = {}
     for s in settings:
         other = by_name.setdefault(s.name, s)
@@ -176,8 +184,12 @@ def eval_languages(protocol, task: Task) -> list[str]:
     return _split(p.eval_langs or (SAMPLE_LANGS if p.data == "sample" else DEFAULT_EVAL_LANGS[task.name]))
 
 
-def run_folder(out: Path, task: Task, setting: str, seed: int, per_seed: bool) -> Path:
-    folder = out / f"{task.name}-{setting}"
+def run_folder(out: Path, task: Task, setting: str, seed: int, per_seed: bool,
+               architecture: str = CROSS_ENCODER) -> Path:
+    """<out>/<task>-<setting>[/seed-<s>]; a bi-encoder's runs in <task>-biencoder-<setting> (the cross-encoder's
+    names are those of runs made before the bi-encoder existed, so they still resume and summarise)."""
+    prefix = f"{task.name}-biencoder" if architecture == BIENCODER else task.name
+    folder = out / f"{prefix}-{setting}"
     return folder / f"seed-{seed}" if per_seed else folder
 
 
@@ -196,7 +208,10 @@ def run_settings(args: Arguments, task: Task, setting: Setting, seed: int, encod
     that can change a model or a score (runs.training_settings); keys in runs.SCORING_KEYS may change on
     --resume. ``subset_seed`` (--subset_seed) draws the --max_*_samples subsets, the same for every seed."""
     m, p, t = args
+    # the bi-encoder's keys only for the bi-encoder: a cross-encoder's record stays as before, so old runs resume
+    biencoder = {"architecture": BIENCODER, "similarity_loss": m.similarity_loss} if m.architecture == BIENCODER else {}
     return strict({  # as run_config.json holds them, so that they compare with a record
+        **biencoder,
         "task": task.name, "encoder": encoder, "setting": setting.name, "fusion_layer": setting.fusion_layer,
         "gate_init": setting.gate_init, "seed": seed, "reduction": m.reduction, "pooling": m.pooling,
         "aif_lr": m.aif_lr, "backend": m.backend, "data": p.data, "source_langs": _split(p.source_langs),

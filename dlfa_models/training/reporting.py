@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data import Task
 from ..reports.report import format_table, plot_heatmap, sweep_table, try_plot
-from .arguments import Arguments
+from .arguments import CROSS_ENCODER, Arguments
 from .json_files import read_json, write_json
 from .planning import parse_seeds, run_folder
 
@@ -83,7 +83,8 @@ def write_curves_plot(args: Arguments, task: Task, results: list[dict]) -> None:
     out, seeds = Path(t.output_dir), parse_seeds(p.seeds)
     curves: dict[str, list[dict]] = {}
     for r in results:
-        path = run_folder(out, task, r["setting"], r["seed"], seeds is not None) / CURVES
+        path = run_folder(out, task, r["setting"], r["seed"], seeds is not None,
+                          r.get("architecture", CROSS_ENCODER)) / CURVES
         if path.is_file():
             curves.setdefault(r["setting"], []).append(read_json(path))
     if curves:

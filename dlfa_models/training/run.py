@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..data import TASKS, DataError, Task
-from ..data.tokenization import tokenize
 from ..encoders import resolve_encoder
 from ..reports.report import setting_name
-from .arguments import Arguments, UsageError
+from .arguments import BIENCODER, CROSS_ENCODER, Arguments, UsageError
 from .build import build_model, learning_curve, load_data, make_trainer
+from .inputs import model_inputs
 from .json_files import strict
 from .keep import FUSION_WEIGHTS, apply_keep
 from .logs import configure_logging, logger, run_log
@@ -58,15 +58,20 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         if trained is not None:  # interrupted while scoring: training ended and its best model is saved here
             logger.info("training had finished before the interruption: scoring its saved best model")
             model = type(model).from_pretrained(folder, aif_backend=m.backend)
-        train_ds = tokenize(data["train"], tokenizer, task, p.max_length)
-        dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length)
+        sources = ",".join(data["sources"])
+        train_ds = model_inputs(data["train"], tokenizer, task, p.max_length, model, f"the {sources} train data")
+        dev_ds = model_inputs(data["dev"], tokenizer, task, p.max_length, model, f"the {sources} dev data")
         train_ds = train_ds.remove_columns("sentence_id") if "sentence_id" in train_ds.column_names else train_ds
-        curve = learning_curve(args, task, data, tokenizer, folder, state.is_main_process) if p.curve_steps else None
+        curve = (learning_curve(args, task, data, tokenizer, model, folder, state.is_main_process)
+                 if p.curve_steps and not setting.untrained else None)
         trainer = make_trainer(args, task, model, tokenizer, run_training_args(t, folder, seed, task),
                                train_ds, dev_ds, [*callbacks, *([curve] if curve else [])])
         if curve:
             curve.trainer = trainer
-        if trained is None:
+        if setting.untrained:  # scored as the encoder comes: no training step, nothing to choose on dev
+            trainer.save_model()
+            train_time, best_checkpoint, best_step = 0.0, None, None
+        elif trained is None:
             checkpoint = t.resume_from_checkpoint or (last_complete_checkpoint(folder) if action == "resume" else None)
             if checkpoint:
                 logger.info("resuming from %s", checkpoint)
@@ -80,8 +85,9 @@ def train_one(args: Arguments, task: Task, data: dict, encoder: str, tokenizer, 
         else:  # the train metrics and time stay those of the run that trained
             train_time, best_checkpoint, best_step = (trained[k] for k in ("train_runtime", "best_checkpoint",
                                                                            "best_step"))
-        meta = {"encoder": m.model_name_or_path, "setting": setting.name, "fusion_layer": setting.fusion_layer,
-                "gate_init": setting.gate_init, "seed": seed, "train_time_s": round(train_time, 2),
+        meta = {"encoder": m.model_name_or_path, "architecture": m.architecture, "setting": setting.name,
+                "fusion_layer": setting.fusion_layer, "gate_init": setting.gate_init, "seed": seed,
+                "train_time_s": round(train_time, 2),
                 "best_checkpoint": best_checkpoint if p.keep_checkpoints else None,
                 "best_step": best_step, "settings": settings}
         result = finish_run(args, task, trainer, tokenizer, data, folder, meta)
@@ -115,7 +121,9 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
     settings = plan_settings(m.fusion_layer, m.gate_init, config.num_hidden_layers)
     seeds = parse_seeds(p.seeds)
     out = Path(t.output_dir)
-    plan = [(s, seed, run_folder(out, task, s.name, seed, seeds is not None))
+    # the untrained setting runs once per seed although it is deterministic: every seed then has its row, so
+    # the seeds summary pairs it with the other settings like any setting (and scoring costs little next to training)
+    plan = [(s, seed, run_folder(out, task, s.name, seed, seeds is not None, m.architecture))
             for s in settings for seed in seeds or [t.seed]]
     resume = p.resume or bool(t.resume_from_checkpoint)
     if resume and t.overwrite_output_dir:
@@ -170,7 +178,12 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     want = task.labels and len(task.labels) or 1
     architectures = config.architectures or []
     kind = "tagging" if any("TokenClassification" in a for a in architectures) else "pair"
-    if kind != task.kind or config.num_labels != want:
+    biencoder = "DLFAForSentenceSimilarity" in architectures
+    if biencoder != (m.architecture == BIENCODER):
+        saved, given = (BIENCODER, CROSS_ENCODER) if biencoder else (CROSS_ENCODER, BIENCODER)
+        raise UsageError(f"--architecture {given}: {m.model_name_or_path} is a saved {saved}; give --architecture "
+                         f"{saved} to score it")
+    if not biencoder and (kind != task.kind or config.num_labels != want):
         raise UsageError(f"{m.model_name_or_path} is a {kind} model with {config.num_labels} labels; "
                          f"--task {task.name} needs a {task.kind} model with {want}")
     check_limits(args, config.encoder)
@@ -178,7 +191,8 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     settings = strict({"task": task.name, "model": m.model_name_or_path, "mode": "predict", "data": p.data,
                        "source_langs": _split(p.source_langs), "max_length": p.max_length,
                        "max_eval_samples": p.max_eval_samples, "subset_seed": p.subset_seed,
-                       "eval_langs": p.eval_langs, "eval_split": p.eval_split, "backend": m.backend})
+                       "eval_langs": p.eval_langs, "eval_split": p.eval_split, "backend": m.backend,
+                       **({"architecture": BIENCODER} if biencoder else {})})
     state = PartialState()
     with ExitStack() as held:
         if state.is_main_process:
@@ -189,6 +203,8 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
         check_length(args, task, tokenizer)
         data = load_data(args, task, train=False)
         auto = AutoModelForTokenClassification if task.kind == "tagging" else AutoModelForSequenceClassification
+        if biencoder:  # AutoModel would give its per-sentence DLFAModel, without the cosine
+            from ..modeling_biencoder import DLFAForSentenceSimilarity as auto
         model = auto.from_pretrained(m.model_name_or_path, aif_backend=m.backend)
         for param in model.parameters():
             # from_pretrained leaves the weights in the file's memory map at offsets that are not 64-byte
@@ -199,12 +215,14 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
             prepare_run_folder(folder, settings, "new" if action != "overwrite" else action)
         state.wait_for_everyone()
         with run_log(folder, state.is_main_process):
-            dev_ds = tokenize(data["dev"], tokenizer, task, p.max_length) if "dev" in data else None
+            dev_ds = (model_inputs(data["dev"], tokenizer, task, p.max_length, model, "the dev data")
+                      if "dev" in data else None)
             run_args = run_training_args(t, folder, t.seed, task)
             trainer = make_trainer(args, task, model, tokenizer, run_args, dev_ds=dev_ds)
             gate_init = getattr(config, "gate_init", None)
             gate_init = gate_init if isinstance(gate_init, float) else None
-            meta = {"encoder": m.model_name_or_path, "setting": setting_name(config.fusion_layer, gate_init),
+            meta = {"encoder": m.model_name_or_path, "architecture": m.architecture,
+                    "setting": setting_name(config.fusion_layer, gate_init),
                     "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
             return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
 

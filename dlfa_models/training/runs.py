@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from .arguments import UsageError
+from .arguments import BIENCODER, UsageError
 from .json_files import read_json, strict, write_json
 from .run_claim import LOCK_FILE, claimed
 
@@ -260,7 +260,10 @@ def check_resume_checkpoint(path: str, settings: dict, runs: int) -> None:
     else:
         config = _read_record(checkpoint / "config.json")
         recorded = {key: config.get(name) for key, name in _MODEL_KEYS.items()}
-        diff = sorted(k for k in _MODEL_KEYS if recorded[k] != settings[k])
+        # a bi-encoder's config names its class; the cross-encoder's settings have no architecture key
+        biencoder = "DLFAForSentenceSimilarity" in (config.get("architectures") or [])
+        recorded["architecture"] = BIENCODER if biencoder else None
+        diff = sorted(k for k in (*_MODEL_KEYS, "architecture") if recorded[k] != settings.get(k))
     if diff:
         raise UsageError(f"--resume_from_checkpoint {path} is a checkpoint of another setting "
                          f"({_differences(recorded, settings, diff)})")

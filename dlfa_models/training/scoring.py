@@ -11,11 +11,11 @@ from typing import Optional
 import numpy as np
 
 from ..data import Task
-from ..data.tokenization import tokenize
 from ..gate_stats import summarize_gate_stats
 from ..reports.model_card import model_card
 from ..reports.report import transfer_figures
 from .arguments import Arguments
+from .inputs import longest_side, model_inputs
 from .json_files import write_json
 from .logs import logger
 from .metrics import metric_fn
@@ -37,10 +37,14 @@ POOLED_GATE_FIELDS = ("gate_token_sum", "gate_token_sq_sum", "gate_token_count",
 
 def language_gate_stats(fields: dict) -> Optional[dict]:
     """One language's gate statistics (gate_mean, gate_std across tokens, gate_tokens, gate_sequences,
-    gate_hist) from the per-sequence fields prediction collected; None for a model without a gate."""
+    gate_hist) from the per-sequence fields prediction collected; None for a model without a gate.
+    A bi-encoder's fields come per side (``gate_*`` of the first sentences, ``gate_*_b`` of the second):
+    both sides' tokens are pooled, so gate_sequences counts sentences (two per pair)."""
     if not all(k in fields for k in POOLED_GATE_FIELDS):
         return None
-    return summarize_gate_stats(**{k: fields[k] for k in POOLED_GATE_FIELDS})
+    sides = [""] + (["_b"] if all(f"{k}_b" in fields for k in POOLED_GATE_FIELDS) else [])
+    return summarize_gate_stats(**{k: np.concatenate([np.asarray(fields[k + side]) for side in sides])
+                                   for k in POOLED_GATE_FIELDS})
 
 
 def _prediction_lines(task: Task, model_config, predictions, labels, sentence_ids=None) -> list[str]:
@@ -61,10 +65,10 @@ def _prediction_lines(task: Task, model_config, predictions, labels, sentence_id
 
 
 def predict_by_length(trainer, ds):
-    """``trainer.predict`` over ``ds`` in order of length, so each batch pads little (STS scoring in
-    less than half the time of dataset order); predictions, gate fields and labels come back in
-    ``ds``'s order. Relies on the trainer predicting in the order it is given."""
-    order = np.argsort([-len(ids) for ids in ds["input_ids"]], kind="stable")  # longest first: peak memory early
+    """``trainer.predict`` over ``ds`` in order of length (for a bi-encoder: of its longer sentence), so each
+    batch pads little (STS scoring in less than half the time of dataset order); predictions, gate fields and
+    labels come back in ``ds``'s order. Relies on the trainer predicting in the order it is given."""
+    order = np.argsort([-n for n in longest_side(ds)], kind="stable")  # longest first: peak memory early
     pred = trainer.predict(ds.select(order))
     back = np.argsort(order)
     logits, gate_fields = pred.predictions
@@ -80,7 +84,8 @@ def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict,
         langs = list(data["eval"])
         for i, lang in enumerate(langs, start=1):
             logger.info("scoring %s (%d/%d)", lang, i, len(langs))
-            encoded = tokenize(data["eval"][lang], tokenizer, task, args.protocol.max_length)
+            encoded = model_inputs(data["eval"][lang], tokenizer, task, args.protocol.max_length, trainer.model,
+                                   f"the {args.protocol.eval_split} {lang} data")
             ds, compute = scorer(task, encoded)
             logits, gate_fields, labels = predict_by_length(trainer, ds)
             all_metrics[lang] = compute(logits, labels)

@@ -11,6 +11,7 @@ from transformers.trainer_callback import ProgressCallback, TrainerCallback
 from transformers.trainer_utils import has_length
 
 AIF_PARAMETER = ".aif."  # in the names of the AIF's parameters (dlfa.aif.local_down.weight, ...)
+EMBEDDINGS = ("embeddings", "embeddings_b")  # the bi-encoder's pooled embeddings among its outputs
 
 
 class DLFATrainer(Trainer):
@@ -62,6 +63,8 @@ class DLFATrainer(Trainer):
         return SequentialSampler(eval_dataset)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if ignore_keys is None:  # a bi-encoder's embeddings are not scored: predictions stay the logits alone
+            ignore_keys = [*getattr(model.config, "keys_to_ignore_at_inference", []), *EMBEDDINGS]
         if not self.collect_gates or prediction_loss_only:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         inputs = self._prepare_inputs(inputs)
