@@ -229,3 +229,13 @@ def test_a_biencoder_run_interrupted_in_training_resumes_to_the_uninterrupted_sc
     resumed, once = (json.loads((f / "sts-biencoder-layer1" / "results.json").read_text())["scores"]
                      for f in (tmp_path / "runs", tmp_path / "once"))
     assert resumed == pytest.approx(once, abs=1e-6)
+
+
+def test_keep_none_leaves_no_sentence_transformers_module_folders(assets, tmp_path):
+    encoder, data = assets
+    assert train.main(cli(encoder, data, tmp_path, "--architecture", "biencoder", "--fusion_layer", "1",
+                          "--keep", "none")) == 0
+    folder = tmp_path / "sts-biencoder-layer1"
+    names = {p.name for p in folder.iterdir()}
+    assert {"results.json", "run_config.json", "predict_results_de.txt"} <= names
+    assert not names & {"1_Pooling", "2_Normalize", "modules.json", "config.json", "model.safetensors"}

@@ -1,9 +1,9 @@
 """What a finished run folder keeps (``--keep``): the whole model, only the AIF and head weights, or no weights.
 
 Results, predictions, curves, settings and logs always stay; with ``weights`` or ``none`` the
-saved model, its tokenizer, its model card and ``training_args.bin`` go (a study of many runs
-keeps its scores, not hundreds of MB per run). Sub-folders (checkpoints kept with
-``--keep_checkpoints``) are left alone.
+saved model, its tokenizer, its model card, ``training_args.bin`` and a bi-encoder's
+sentence-transformers module folders go (a study of many runs keeps its scores, not hundreds of MB
+per run). Other sub-folders (checkpoints kept with ``--keep_checkpoints``) are left alone.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from ..sentence_transformers_compat import NORMALIZE_FOLDER, POOLING_FOLDER
 from .run_claim import LOCK_FILE
 
 KEEP_CHOICES = ("model", "weights", "none")
@@ -40,3 +41,9 @@ def apply_keep(folder: Path, keep: str, model) -> None:
         # the run's claim (run_claim.LOCK_FILE) is held by this command until it ends: never removed here
         if path.is_file() and path.name not in kept and path.name != LOCK_FILE and not RESULT_FILES.match(path.name):
             path.unlink()
+    for name in (POOLING_FOLDER, NORMALIZE_FOLDER):  # a bi-encoder's sentence-transformers modules: model files
+        module = folder / name
+        if module.is_dir():
+            for path in module.iterdir():
+                path.unlink()
+            module.rmdir()
