@@ -34,6 +34,17 @@ def test_a_score_beyond_the_float_range_names_file_and_row(tmp_path):
         load(tmp_path, "stsb-en-train.jsonl", f'{{"sentence1": "a", "sentence2": "b", "label": {huge}}}\n')
 
 
+@pytest.mark.parametrize("task, name, good, bad", [
+    ("ner", "ner-en-train.jsonl", '{"tokens": ["x"], "tags": [0]}', '{"tokens": ["a", "\\ud800"], "tags": [0, 0]}'),
+    ("sts", "stsb-en-train.jsonl", '{"sentence1": "x", "sentence2": "y", "label": 0}',
+     '{"sentence1": "a", "sentence2": "b\\udfff", "label": 1}'),
+])
+def test_an_unpaired_surrogate_escape_in_json_names_file_and_row(tmp_path, task, name, good, bad):
+    # json.loads turns the escape into a str that no tokenizer or Arrow table can encode
+    with pytest.raises(DataError, match=rf"{name}, row 2: .* holds an unpaired surrogate escape"):
+        load(tmp_path, name, f"{good}\n{bad}\n", task=task)
+
+
 def test_a_csv_field_longer_than_128_kib_is_read(tmp_path):
     long = "word " * 40_000  # 200,000 characters, beyond the csv module's default field limit
     limit = csv.field_size_limit()

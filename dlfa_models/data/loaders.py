@@ -283,6 +283,7 @@ def _pair_record(rec: dict, task: Task, path: Path, row: int) -> dict:
     for column in ("sentence1", "sentence2"):
         if not isinstance(rec[column], str):
             raise DataError(f"{path}, row {row}: {column} must be text, got {_json_type(rec[column])}")
+        _check_encodable(rec[column], column, path, row)
     label = _score(rec["label"], path, row) if task.name == "sts" else _label_id(rec["label"], task, path, row)
     return {"sentence1": rec["sentence1"], "sentence2": rec["sentence2"], "label": label}
 
@@ -301,7 +302,17 @@ def _tagging_record(rec: dict, task: Task, path: Path, row: int) -> dict:
     for j, token in enumerate(tokens):
         if not isinstance(token, str):
             raise DataError(f"{path}, row {row}: token {j} is {_json_type(token)}, not a string")
+        _check_encodable(token, f"token {j}", path, row)
     return {"tokens": tokens, "tags": [_label_id(t, task, path, row) for t in tags]}
+
+
+def _check_encodable(text: str, what: str, path: Path, row: int) -> None:
+    """JSON may escape half of a UTF-16 surrogate pair ("\\ud800"): text no tokenizer or Arrow table takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(f"{path}, row {row}: {what} holds an unpaired surrogate escape "
+                        f"({text[e.start]!r} at character {e.start}), not text") from None
 
 
 def _from_folder(task: Task, lang: str, split: str, folder: Path) -> Dataset:
