@@ -54,10 +54,10 @@ case "$stage" in
     compare)  # layer 11 under the pilot's protocol, paired with the pilot's baseline seeds
         for s in 0 1; do add "$OUT/pilot --fusion_layer 11 --seeds $s --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94"; done
         final=("$OUT/pilot --fusion_layer none,11 --seeds 0,1 --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94") ;;
-    grid)  # each setting's learning rate on English dev, seed 0
-        for lr in 2e-5 5e-5 1e-4; do for f in none 11; do
-            add "$OUT/grid-lr$lr --fusion_layer $f --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS"; done
-            final+=("$OUT/grid-lr$lr --fusion_layer none,11 --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS"); done ;;
+    grid)  # each setting's learning rate on English dev, seed 0; 5e-5 is the pilot's and compare's
+        for lr in 2e-5 1e-4; do for f in none 11; do
+            add "$OUT/grid-lr$lr --fusion_layer $f --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS --curve_steps 94"; done
+            final+=("$OUT/grid-lr$lr --fusion_layer none,11 --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS --curve_steps 94"); done ;;
     seeds)  # five seeds at the budget and the rates the pilot and the grid chose
         for s in 0 1 2 3 4; do
             add "$OUT/seeds --fusion_layer none --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
