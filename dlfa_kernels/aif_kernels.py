@@ -58,6 +58,12 @@ def _device_traits(device: torch.device) -> tuple[int, bool]:
     return 4, True  # the interpreter runs programs one after another: few, large ones
 
 
+def _large(*tensors) -> bool:
+    """Whether an element of one of these tensors lies 2**31 or more elements past its first, where the
+    kernels' offsets (and the strides Triton passes) are 64-bit and the tiles must hold fewer of them."""
+    return any(sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) >= 2**31 for t in tensors if t.numel())
+
+
 def _launch(name: str, cfg: dict, *args, **constexprs):
     """Launch kernel ``name`` on its configured grid with its configured tile sizes and options."""
     c = cfg[name]
@@ -116,7 +122,7 @@ def aif_backward(dz, x, y, mask, params, saved):
     B, T, E = x.shape
     H = wld.shape[0]
     dev, f32 = x.device, torch.float32
-    cfg = launch_config(B, T, E, H, x.dtype, *_device_traits(dev))
+    cfg = launch_config(B, T, E, H, x.dtype, *_device_traits(dev), large=_large(x, y, dz))
     dx = torch.empty((B, T, E), device=dev, dtype=x.dtype)
     dy = torch.empty((B, T, E), device=dev, dtype=y.dtype)
     grads = [torch.empty(p.shape, device=dev, dtype=p.dtype) for p in params]

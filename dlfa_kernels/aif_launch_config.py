@@ -11,6 +11,10 @@ import triton
 # 10.5 µs in 64 tiles of 64 rows, 13.4 µs in 96 tiles (a fraction of 0.5), 19.1 µs in 160 (1.0, v2's).
 MIN_PROGRAMS_PER_SM = 0.25
 
+# ptxas of Triton 3.6 (the GPU machine's) and of later Tritons spill at different tile shapes; the few
+# launches where no one shape suits both choose by version (tests/test_aif_aot_compile.py compiles both)
+TRITON_3_6 = tuple(int(p) for p in triton.__version__.split(".")[:2]) < (3, 7)
+
 
 def hidden_blocks(H: int, widest: int = 0) -> tuple[int, int]:
     """Two power-of-two column blocks covering H (HA, HB), HB = 0 when one block is as small.
@@ -60,13 +64,16 @@ def weight_gradient_grid(E: int, tiles: int, block_e: int, n_sm: int) -> tuple[i
     return n_e, splits, per_split
 
 
-def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int, hopper: bool = True) -> dict:
+def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int, hopper: bool = True,
+                  large: bool = False) -> dict:
     """Tile sizes, grids and options of every launch of one forward and one backward.
 
     Keyed on E, H and dtype, and on B·T only through the token-tile height and the number of
     token splits of the weight-gradient kernel (one wave of ``n_sm`` programs). ``hopper``: sm_90 or
     later, whose wgmma (64-row tiles) keeps dot operands in shared memory; before it the token tiles
     are shorter and the weight-gradient kernel takes narrower E chunks to stay within 255 registers.
+    ``large``: a tensor of the backward spans 2**31 elements or more; its 64-bit offsets take the
+    registers of a 64-wide E chunk, so backward_dh and the weight gradients take 32-wide ones.
     """
     half = dtype != torch.float32
     # fp32 "ieee" dots are FMA loops with operands and accumulators in registers: blocks of at most 128
@@ -86,14 +93,27 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
         "num_warps": 8 if wide else 4, "num_stages": 2 if half else 1, "BLOCK_M": rows,
         "grid": (B * n_t,), "n_t_tiles": n_t, "tile_t": tile_t,
     }
+    dh_block_e = 32 if ha + hb >= 256 or not hopper or large else block_e
+    if not half and not hopper and ha + hb <= 96:  # FMA dots on sm_80: 32-wide chunks spill 8 B under Triton 3.6
+        # (64-wide ones spill on sm_90)
+        dh_block_e = 64
     dw_rows = min(32 if half else 16, max(16, triton.next_power_of_2(max(T, 1))))
     # fp32 "ieee" dots run on FMA units, operands in registers
     dw_block_e = (64 if hopper else 16) if half else 16
-    if dw_block_e == 64 and B * triton.cdiv(T, dw_rows) < triton.cdiv(E, dw_block_e):
+    if dw_block_e == 64 and (large or B * triton.cdiv(T, dw_rows) < triton.cdiv(E, dw_block_e)):
         # fewer token tiles than E chunks (a short batch, a split holds a tile or two): 32-wide chunks and
         # 16-row tiles, whose accumulators fit in 255 registers at E = 1024 (64 x 32 spill 368 B at
-        # B = 4, T = 77) and whose grid is larger there (128 programs instead of 96)
+        # B = 4, T = 77) and whose grid is larger there (128 programs instead of 96); past 2**31
+        # elements likewise (64 x 32 spill 16-248 B under Triton 3.9)
         dw_block_e, dw_rows = 32, 16
+    dw_warps = 8 if half or wide else 4
+    if not half and not hopper and ha + hb <= 192:  # fp32 on sm_80: 8 warps spill 16 B at E=768 under Triton 3.6
+        dw_warps = 16
+    dw_columns = {}
+    if not half and ha + hb == h_pad > 128 and not TRITON_3_6:
+        # fp32 weight gradients at H = 256: one 256-wide column block, 154-160 registers under Triton 3.9
+        # where 128 + 128 spill 8 B at 254 on sm_90; under 3.6 the reverse (8-40 B in one block)
+        dw_columns = {"HA": h_pad, "HB": 16, "SPLIT_H": False}
     dw_n_t = triton.cdiv(T, dw_rows)
     dw_tiles = B * dw_n_t
     n_e, splits, per_split = weight_gradient_grid(E, dw_tiles, dw_block_e, n_sm)
@@ -104,12 +124,14 @@ def launch_config(B: int, T: int, E: int, H: int, dtype: torch.dtype, n_sm: int,
         # 3 stages on sm_90 leave ptxas room for the 64-bit offsets of a tensor past 2**31 elements
         "backward_dh": dict(tile, num_warps=8 if wide or (half and ha + hb >= 96) else 4,
                             num_stages=3 if half and hopper else tile["num_stages"],
-                            BLOCK_E=32 if ha + hb >= 256 or not hopper else block_e),
-        "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=8 if half or wide else 4,
+                            BLOCK_E=dh_block_e),
+        "backward": dict(tile, BLOCK_M=dw_rows, BLOCK_E=dw_block_e, num_warps=dw_warps,
                          num_stages=tile["num_stages"] if hopper else 1, grid=(n_e, splits),
-                         n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split),
+                         n_t_tiles=dw_n_t, n_tiles=dw_tiles, tiles_per_split=per_split, **dw_columns),
         "finalize": {"grid": (triton.cdiv(E, 16),), "BLOCK_E": 16, "BLOCK_B": 16, "BLOCK_H": min(64, h_pad),
-                     "H_PAD": h_pad, "DOT_PRECISION": precision, "num_warps": 8},
+                     "H_PAD": h_pad, "DOT_PRECISION": precision,
+                     # 8 warps over 16x16 tiles replicate them; Triton 3.6 moves the copies through local memory
+                     "num_warps": 4 if h_pad <= 16 else 8},
     }
 
 

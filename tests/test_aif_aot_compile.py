@@ -53,17 +53,9 @@ def _show(r, case=None) -> str:
 
 
 # Known defects, kept exact so that the list can only shrink: the compilations (sm, launch, dtype, E, ints)
-# that still spill registers, per Triton version. Every other compilation, and every one under a Triton
-# not listed here, must be spill-free. bf16 E=768 i64 is the > 2**31-element GPU test. The fp32 ones,
-# whose products run on FMA units with operands in registers, spill 8-16 B: the weight-gradient kernel
-# at E=1024 under 3.9 (its 256-column blocks spill under 3.6 instead), and under 3.6 sm_80 backward_dh
-# E=384, sm_80 weight gradients E=768 and finalize E=40 (benchmarks/NOTES.md, v3-spills).
-KNOWN_SPILLS = {
-    "3.9": {(90, "backward", "bf16", 768, "i64"), (90, "backward", "fp32", 1024, "i32")},
-    "3.6": {(90, "backward", "bf16", 768, "i64"), (90, "backward_dh", "bf16", 768, "i64"),
-            (80, "backward_dh", "fp32", 384, "i32"), (80, "backward", "fp32", 768, "i32"),
-            (90, "finalize", "fp32", 40, "i32")},
-}
+# that still spill registers, per Triton version ("3.9": {(90, "backward", "fp32", 1024, "i32")}). Every
+# other compilation, and every one under a Triton not listed here, must be spill-free. None is left.
+KNOWN_SPILLS: dict[str, set] = {}
 
 
 def _key(r) -> tuple:

@@ -101,3 +101,19 @@ def test_module_forward_and_backward_launch_only_the_fused_kernels(monkeypatch):
         module(xr, y, mask).backward(dz)
     assert len(rec.launches) <= MAX_LAUNCHES["forward"] + MAX_LAUNCHES["backward"], rec.launches
     assert set(rec.launches) <= {k.fn.__name__ for k in aif_kernels.KERNELS.values()}
+
+
+def test_tensors_spanning_2_31_elements_take_narrow_e_chunks():
+    """Past 2**31 elements (contiguous or E-outer) the backward's tiles hold 32-wide E chunks, whose
+    64-bit offsets fit in registers (tests/test_aif_aot_compile.py compiles them spill-free)."""
+    from dlfa_kernels.aif_launch_config import launch_config
+    B, T, E = 1, 2**31 // 768 + 1, 768
+    huge = torch.empty(B, T, E, device="meta")
+    e_outer = torch.empty(B, E, T, device="meta").transpose(1, 2)
+    strided = torch.empty(3, 2**30, device="meta")[:, :8]  # 24 elements, the last 2**31 + 7 past the first
+    assert aif_kernels._large(huge) and aif_kernels._large(e_outer) and aif_kernels._large(huge[:, :2], strided)
+    assert not aif_kernels._large(torch.empty(32, 128, 768, device="meta"), torch.empty(0, 2**40, device="meta"))
+    plain, large = (launch_config(B, T, E, E // 4, torch.bfloat16, 132, large=flag) for flag in (False, True))
+    assert (plain["backward"]["BLOCK_E"], plain["backward_dh"]["BLOCK_E"]) == (64, 64)
+    assert (large["backward"]["BLOCK_E"], large["backward_dh"]["BLOCK_E"]) == (32, 32)
+    assert large["forward"] == plain["forward"]  # the forward's tiles, which backward_dh shares, are unchanged
