@@ -139,7 +139,7 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
             for _, _, folder in plan:
                 claims.enter_context(claim(folder))
         actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
-                                    t.overwrite_output_dir) for s, seed, folder in plan]
+                                    t.overwrite_output_dir, model=m.model_name_or_path) for s, seed, folder in plan]
         state.wait_for_everyone()
         tokenizer = AutoTokenizer.from_pretrained(encoder)
         check_length(args, task, tokenizer)
@@ -197,7 +197,8 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     with ExitStack() as held:
         if state.is_main_process:
             held.enter_context(claim(folder))
-        action = check_run_folder(folder, settings, True, t.overwrite_output_dir, free=RESCORED_KEYS)
+        action = check_run_folder(folder, settings, True, t.overwrite_output_dir, free=RESCORED_KEYS,
+                                  model=m.model_name_or_path)
         state.wait_for_everyone()
         tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
         check_length(args, task, tokenizer)
