@@ -115,3 +115,15 @@ def test_torchrun_logs_each_line_once_without_a_ddp_warning(assets, tmp_path):
     assert run.stderr.count("scoring en (1/2)") == 1 and run.stderr.count("run sts: layer1") == 1, run.stderr
     assert "find_unused_parameters" not in run.stderr
     assert run.stdout.count("trained on en") == 1
+
+
+def test_scoring_a_folder_again_leaves_only_its_languages_predictions(assets, sweep, tmp_path):
+    out, _ = sweep
+    command = ["--do_predict", "--model_name_or_path", str(out / "sts-layer1"), "--output_dir", str(tmp_path),
+               "--data", str(assets[1]), "--max-length", "64", "--eval_langs"]
+    assert train.main(command + ["en,de"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("predict_results_*.txt")) == ["predict_results_de.txt",
+                                                                             "predict_results_en.txt"]
+    assert train.main(command + ["en"]) == 0
+    assert [p.name for p in tmp_path.glob("predict_results_*.txt")] == ["predict_results_en.txt"]
+    assert list(json.loads((tmp_path / "results.json").read_text())["scores"]) == ["en"]

@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import socket
 
 import pytest
@@ -206,3 +207,21 @@ def test_write_json_follows_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": None, "y": [1, 2]}
+
+
+def test_overwrite_never_deletes_the_model_it_loads(assets, tmp_path, capsys):
+    """--overwrite_output_dir on the folder that is, or holds, the model --model_name_or_path names."""
+    assert train.main(cli(assets, tmp_path, "--fusion-layer", "none")) == 0
+    saved = tmp_path / "sts-baseline"
+    encoder = saved / "encoder"  # an encoder to train from, kept inside a run's folder
+    shutil.copytree(assets[0], encoder)
+    before = _stamps(saved)
+    rescore = cli(assets, saved, "--overwrite_output_dir", "--do_predict")
+    rescore[rescore.index("--model_name_or_path") + 1] = str(saved)
+    retrain = cli(assets, tmp_path, "--fusion-layer", "none", "--overwrite_output_dir")
+    retrain[retrain.index("--model_name_or_path") + 1] = str(encoder)
+    for args in (rescore, retrain):
+        assert train.main(args) == 2
+        err = capsys.readouterr().err
+        assert f"--overwrite_output_dir would delete {saved}, which holds the model" in err, err
+    assert _stamps(saved) == before

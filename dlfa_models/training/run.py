@@ -22,7 +22,7 @@ from ..reports.report import setting_name
 from .arguments import BIENCODER, CROSS_ENCODER, Arguments, UsageError
 from .build import build_model, learning_curve, load_data, make_trainer
 from .inputs import model_inputs
-from .json_files import strict
+from .json_files import read_json, strict
 from .keep import FUSION_WEIGHTS, apply_keep
 from .logs import configure_logging, logger, run_log
 from .parsing import check_environment, parse_args
@@ -34,7 +34,7 @@ from .planning import (
 from .reporting import write_curves_plot, write_reports
 from .run_claim import claim
 from .runs import (
-    RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
+    RESCORED_KEYS, RESULTS, RUN_CONFIG, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
     prepare_run_folder, prune_checkpoints, read_results,
 )
 from .scoring import finish_run
@@ -139,7 +139,7 @@ def train_runs(args: Arguments, task: Task) -> list[dict]:
             for _, _, folder in plan:
                 claims.enter_context(claim(folder))
         actions = [check_run_folder(folder, run_settings(args, task, s, seed, m.model_name_or_path), resume,
-                                    t.overwrite_output_dir) for s, seed, folder in plan]
+                                    t.overwrite_output_dir, model=m.model_name_or_path) for s, seed, folder in plan]
         state.wait_for_everyone()
         tokenizer = AutoTokenizer.from_pretrained(encoder)
         check_length(args, task, tokenizer)
@@ -197,7 +197,8 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
     with ExitStack() as held:
         if state.is_main_process:
             held.enter_context(claim(folder))
-        action = check_run_folder(folder, settings, True, t.overwrite_output_dir, free=RESCORED_KEYS)
+        action = check_run_folder(folder, settings, True, t.overwrite_output_dir, free=RESCORED_KEYS,
+                                  model=m.model_name_or_path)
         state.wait_for_everyone()
         tokenizer = AutoTokenizer.from_pretrained(m.model_name_or_path)
         check_length(args, task, tokenizer)
@@ -222,9 +223,17 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
             gate_init = getattr(config, "gate_init", None)
             gate_init = gate_init if isinstance(gate_init, float) else None
             meta = {"encoder": m.model_name_or_path, "architecture": m.architecture,
-                    "setting": setting_name(config.fusion_layer, gate_init),
+                    "setting": _recorded_setting(m.model_name_or_path) or setting_name(config.fusion_layer, gate_init),
                     "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
             return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
+
+
+def _recorded_setting(model_path: str) -> Optional[str]:
+    """The setting a run folder's run_config.json names ("untrained" has no trace in the model's config)."""
+    file = Path(model_path) / RUN_CONFIG
+    recorded = read_json(file) if file.is_file() else {}  # parse_args has read it already: it parses
+    setting = recorded.get("setting") if isinstance(recorded, dict) else None
+    return setting if isinstance(setting, str) else None
 
 
 def run_folders_in(folder: Path) -> list[Path]:

@@ -103,13 +103,14 @@ def _differences(recorded: dict, settings: dict, keys: list[str]) -> str:
     return "; ".join(changed + ([f"not recorded there: {', '.join(absent)}"] if absent else []))
 
 
-def check_run_folder(folder: Path, settings: dict, resume: bool, overwrite: bool, free=SCORING_KEYS) -> str:
+def check_run_folder(folder: Path, settings: dict, resume: bool, overwrite: bool, free=SCORING_KEYS,
+                     model: Optional[str] = None) -> str:
     """What to do with ``folder`` for a run with ``settings`` (JSON-normalised):
     "new" (empty or no run yet), "overwrite" (delete the other run's files first),
     "resume" (same settings, continue) or "done" (same settings, results written).
     Raises ``UsageError`` for a folder inside another run's folder or holding other runs (whatever
     ``overwrite`` says), holding another or an unknown run, or a resume with other settings (keys in
-    ``free`` may differ)."""
+    ``free`` may differ), and an overwrite of the folder that holds ``model`` (a local --model_name_or_path)."""
     outer = enclosing_run(folder)
     if outer is not None:
         raise UsageError(f"{folder} lies inside {outer}, the folder of another run; choose another --output_dir")
@@ -121,6 +122,9 @@ def check_run_folder(folder: Path, settings: dict, resume: bool, overwrite: bool
     if not holds_run(folder):
         return "new"
     if overwrite:
+        if model and Path(model).exists() and folder.resolve() in (Path(model).resolve(), *Path(model).resolve().parents):
+            raise UsageError(f"--overwrite_output_dir would delete {folder}, which holds the model that "
+                             f"--model_name_or_path {model} loads; choose another --output_dir")
         return "overwrite"
     config = folder / RUN_CONFIG
     if not config.exists():

@@ -82,6 +82,10 @@ def score_languages(args: Arguments, task: Task, trainer, tokenizer, data: dict,
     trainer.collect_gates, dev_metrics, trainer.compute_metrics = True, trainer.compute_metrics, None
     try:
         langs = list(data["eval"])
+        if trainer.is_world_process_zero():  # a folder scored again: an earlier scoring's other languages go
+            for old in folder.glob("predict_results_*.txt"):
+                if old.name[len("predict_results_"):-len(".txt")] not in langs:
+                    old.unlink()
         for i, lang in enumerate(langs, start=1):
             logger.info("scoring %s (%d/%d)", lang, i, len(langs))
             encoded = model_inputs(data["eval"][lang], tokenizer, task, args.protocol.max_length, trainer.model,
