@@ -154,7 +154,8 @@ def test_evaluate_only_rescores_a_saved_biencoder(study, assets, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and "--architecture cross-encoder" in err
     untrained = study / "sts-biencoder-untrained" / "seed-0"  # its config says fusion_layer None, as a baseline's
-    assert train.main(["--do_predict", "--model_name_or_path", str(untrained), "--output_dir", str(tmp_path / "u")]) == 0
+    assert train.main(["--do_predict", "--model_name_or_path", str(untrained),
+                       "--output_dir", str(tmp_path / "u")]) == 0
     assert json.loads((tmp_path / "u" / "results.json").read_text())["setting"] == "untrained"
     assert result["setting"] == "layer1"
 

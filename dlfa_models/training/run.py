@@ -34,8 +34,8 @@ from .planning import (
 from .reporting import write_curves_plot, write_reports
 from .run_claim import claim
 from .runs import (
-    RESCORED_KEYS, RESULTS, RUN_CONFIG, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
-    prepare_run_folder, prune_checkpoints, read_results,
+    RESCORED_KEYS, RESULTS, RUN_CONFIG, check_resume_checkpoint, check_run_folder, finished_training,
+    last_complete_checkpoint, prepare_run_folder, prune_checkpoints, read_results,
 )
 from .scoring import finish_run
 

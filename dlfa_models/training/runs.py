@@ -122,7 +122,8 @@ def check_run_folder(folder: Path, settings: dict, resume: bool, overwrite: bool
     if not holds_run(folder):
         return "new"
     if overwrite:
-        if model and Path(model).exists() and folder.resolve() in (Path(model).resolve(), *Path(model).resolve().parents):
+        held = Path(model).resolve() if model and Path(model).exists() else None
+        if held is not None and folder.resolve() in (held, *held.parents):
             raise UsageError(f"--overwrite_output_dir would delete {folder}, which holds the model that "
                              f"--model_name_or_path {model} loads; choose another --output_dir")
         return "overwrite"
