@@ -18,6 +18,7 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 
 from aif_check import random_mask  # noqa: E402
 from dlfa_kernels import AIF, aif_kernels  # noqa: E402
+from dlfa_kernels.aif_launch_config import launch_config  # noqa: E402
 from dlfa_kernels.eager import aif_backward_torch, aif_forward_torch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -106,7 +107,6 @@ def test_module_forward_and_backward_launch_only_the_fused_kernels(monkeypatch):
 def test_tensors_spanning_2_31_elements_take_narrow_e_chunks():
     """Past 2**31 elements (contiguous or E-outer) the backward's tiles hold 32-wide E chunks, whose
     64-bit offsets fit in registers (tests/test_aif_aot_compile.py compiles them spill-free)."""
-    from dlfa_kernels.aif_launch_config import launch_config
     B, T, E = 1, 2**31 // 768 + 1, 768
     huge = torch.empty(B, T, E, device="meta")
     e_outer = torch.empty(B, E, T, device="meta").transpose(1, 2)

@@ -86,10 +86,9 @@ def _config_defaults(parser: HfArgumentParser, values: dict, file: str) -> dict:
     return defaults
 
 
-def _saved_run_defaults(model_path: str) -> dict:
-    """The data options a dlfa-train run folder recorded (run_config.json), as defaults for scoring it
-    again: the same task, data, split, languages, example subsets and length, so evaluate-only
-    reproduces the run's results.json unless an option says otherwise."""
+def saved_run_record(model_path: str) -> dict:
+    """What the dlfa-train run folder ``model_path`` recorded (run_config.json); {} when it has no record
+    or is an evaluate-only folder, which holds no model of its own."""
     from .runs import RUN_CONFIG
 
     file = Path(model_path) / RUN_CONFIG
@@ -101,8 +100,14 @@ def _saved_run_defaults(model_path: str) -> dict:
         raise UsageError(f"--model_name_or_path {model_path}: {file} is not valid JSON ({e})") from None
     if not isinstance(recorded, dict):
         raise UsageError(f"--model_name_or_path {model_path}: {file} does not hold a JSON object")
-    if recorded.get("mode") == "predict":  # an evaluate-only folder holds no model of its own
-        return {}
+    return {} if recorded.get("mode") == "predict" else recorded
+
+
+def _saved_run_defaults(model_path: str) -> dict:
+    """The data options a dlfa-train run folder recorded, as defaults for scoring it again: the same task,
+    data, split, languages, example subsets and length, so evaluate-only reproduces the run's
+    results.json unless an option says otherwise."""
+    recorded = saved_run_record(model_path)
     values = {k: recorded[k] for k in SAVED_RUN_OPTIONS if k in recorded}
     for key in ("source_langs", "eval_langs"):  # recorded as lists, given as comma lists
         if isinstance(values.get(key), list):

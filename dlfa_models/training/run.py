@@ -22,10 +22,10 @@ from ..reports.report import setting_name
 from .arguments import BIENCODER, CROSS_ENCODER, Arguments, UsageError
 from .build import build_model, learning_curve, load_data, make_trainer
 from .inputs import model_inputs
-from .json_files import read_json, strict
+from .json_files import strict
 from .keep import FUSION_WEIGHTS, apply_keep
 from .logs import configure_logging, logger, run_log
-from .parsing import check_environment, parse_args
+from .parsing import check_environment, parse_args, saved_run_record
 from .parsing import comma_list as _split
 from .planning import (
     Setting, check_length, check_limits, check_metric, encoder_config, parse_seeds, plan_settings, run_folder,
@@ -34,8 +34,8 @@ from .planning import (
 from .reporting import write_curves_plot, write_reports
 from .run_claim import claim
 from .runs import (
-    RESCORED_KEYS, RESULTS, RUN_CONFIG, check_resume_checkpoint, check_run_folder, finished_training,
-    last_complete_checkpoint, prepare_run_folder, prune_checkpoints, read_results,
+    RESCORED_KEYS, RESULTS, check_resume_checkpoint, check_run_folder, finished_training, last_complete_checkpoint,
+    prepare_run_folder, prune_checkpoints, read_results,
 )
 from .scoring import finish_run
 
@@ -223,17 +223,11 @@ def score_saved_model(args: Arguments, task: Task) -> list[dict]:
             gate_init = getattr(config, "gate_init", None)
             gate_init = gate_init if isinstance(gate_init, float) else None
             meta = {"encoder": m.model_name_or_path, "architecture": m.architecture,
-                    "setting": _recorded_setting(m.model_name_or_path) or setting_name(config.fusion_layer, gate_init),
+                    # "untrained" is in the run's record only: its model config reads as a baseline's
+                    "setting": (saved_run_record(m.model_name_or_path).get("setting")
+                                or setting_name(config.fusion_layer, gate_init)),
                     "fusion_layer": config.fusion_layer, "gate_init": gate_init, "seed": None, "settings": settings}
             return [finish_run(args, task, trainer, tokenizer, data, folder, meta)]
-
-
-def _recorded_setting(model_path: str) -> Optional[str]:
-    """The setting a run folder's run_config.json names ("untrained" has no trace in the model's config)."""
-    file = Path(model_path) / RUN_CONFIG
-    recorded = read_json(file) if file.is_file() else {}  # parse_args has read it already: it parses
-    setting = recorded.get("setting") if isinstance(recorded, dict) else None
-    return setting if isinstance(setting, str) else None
 
 
 def run_folders_in(folder: Path) -> list[Path]:
