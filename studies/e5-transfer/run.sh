@@ -58,17 +58,28 @@ case "$stage" in
         for lr in 2e-5 1e-4; do for f in none 11; do
             add "$OUT/grid-lr$lr --fusion_layer $f --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS --curve_steps 94"; done
             final+=("$OUT/grid-lr$lr --fusion_layer none,11 --seeds 0 --learning_rate $lr --num_train_epochs $EPOCHS --curve_steps 94"); done ;;
-    seeds)  # five seeds at the budget and the rates the pilot and the grid chose
+    seeds)  # five seeds at the budget and the rates the pilot and the grid chose; the headline pair first
+        # the pilot's and compare's seeds 0 and 1 are these runs when the rates and budget are theirs
+        # (same recorded settings: --resume skips them); English curves only, as theirs, which also spares
+        # each run scoring ten more dev sets (--curve_zero_shot) at every curve point
+        for pair in "baseline $BASE_LR" "layer11 $FUSED_LR"; do set -- $pair
+            for s in 0 1; do src=$OUT/pilot/sts-$1/seed-$s dst=$OUT/seeds/sts-$1/seed-$s
+                [ "$2:$EPOCHS" != 5e-5:6 ] || [ ! -f "$src/results.json" ] || [ -e "$dst" ] \
+                    || { mkdir -p "$(dirname "$dst")" && cp -r "$src" "$dst"; }
+            done
+        done
+        aif=$(python3 -c "print(f'{10 * float(\"$FUSED_LR\"):g}')")
         for s in 0 1 2 3 4; do
-            add "$OUT/seeds --fusion_layer none --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
-            add "$OUT/seeds --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
-            add "$OUT/seeds --fusion_layer 10 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
-            aif=$(python3 -c "print(f'{10 * float(\"$FUSED_LR\"):g}')")
-            add "$OUT/seeds-aif-lr --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
+            add "$OUT/seeds --fusion_layer none --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94"
+            add "$OUT/seeds --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $EPOCHS --curve_steps 94"
+        done
+        for s in 0 1 2 3 4; do
+            add "$OUT/seeds --fusion_layer 10 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $EPOCHS --curve_steps 94"
+            add "$OUT/seeds-aif-lr --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94"
         done
         # settings at different rates are different commands: one closing pass only when the rates agree
-        [ "$BASE_LR" != "$FUSED_LR" ] || final=("$OUT/seeds --fusion_layer none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot")
-        final+=("$OUT/seeds-aif-lr --fusion_layer 11 --seeds 0,1,2,3,4 --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot") ;;
+        [ "$BASE_LR" != "$FUSED_LR" ] || final=("$OUT/seeds --fusion_layer none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94")
+        final+=("$OUT/seeds-aif-lr --fusion_layer 11 --seeds 0,1,2,3,4 --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94") ;;
     biencoder)  # issue 23: what e5 gives untrained, and fine-tuned siamese with and without fusion
         for s in 0 1 2 3 4; do for f in untrained none 11 10; do
             add "$OUT/biencoder --architecture biencoder --fusion_layer $f --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94 --curve_zero_shot"
