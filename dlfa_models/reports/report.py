@@ -95,11 +95,12 @@ def plot_heatmap(table: dict, path: Path) -> None:
     ax.set_xticks(range(len(table["settings"])), table["settings"], rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.axhline(len(labels) - 1.5, color="white", lw=1.5)  # separates the zero-shot mean row
+    middle = np.nanmean(scores) if np.isfinite(scores).any() else 0.0  # text colour: dark on bright cells
     for i, row in enumerate(scores):
         best = int(np.nanargmax(row)) if np.isfinite(row).any() else -1
         for j, v in enumerate(row):
             ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
-                    color="black" if v > np.nanmean(scores) else "white",
+                    color="black" if v > middle else "white",
                     fontweight="bold" if j == best else "normal")
     fig.colorbar(im, ax=ax, label=table["metric"])
     ax.set_title(f"{table['task']}: {table['metric']} by language and fusion setting")
