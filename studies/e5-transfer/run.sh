@@ -81,7 +81,7 @@ case "$stage" in
         [ "$BASE_LR" != "$FUSED_LR" ] || final=("$OUT/seeds --fusion_layer none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94")
         final+=("$OUT/seeds-aif-lr --fusion_layer 11 --seeds 0,1,2,3,4 --learning_rate $FUSED_LR --aif_lr $aif --num_train_epochs $EPOCHS --curve_steps 94") ;;
     biencoder)  # issue 23: what e5 gives untrained, and fine-tuned siamese with and without fusion;
-        # English curves only (with --curve_zero_shot a bi-encoder run scores eleven dev sets at each point)
+        # English curves only, as in seeds (--curve_zero_shot: 10 more dev sets at 13 points, ≈ 25 min a run)
         for s in 0 1 2 3 4; do for f in untrained none 11; do
             add "$OUT/biencoder --architecture biencoder --fusion_layer $f --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94"
         done; done
