@@ -4,7 +4,7 @@
 #
 #   STSB_DIR=path/to/stsb_multi_mt studies/e5-transfer/run.sh STAGE
 #
-# STAGE: pilot | compare | grid | seeds | biencoder | longer (below), or collect: copy the result files of every
+# STAGE: pilot | compare | grid | seeds | biencoder | biencoder-gate | longer (below), or collect: copy the result files of every
 # finished run in $OUT (settings, scores, curves, predictions, logs: no model) into results/ beside
 # this script, which is kept in git; every stage first copies results/ into $OUT, so runs finished in
 # an earlier session are skipped, not trained again (their recorded --data path must be the same).
@@ -12,7 +12,7 @@
 # on from its last checkpoint), into $OUT/<stage>/ (default OUT=runs/e5-transfer). Each process writes
 # tables of its own runs only, so a stage ends with one more dlfa-train --resume over all of its runs
 # in a folder, which trains nothing and writes the folder's tables, seeds summary and curves.
-# Environment: EPOCHS (grid, seeds, biencoder; default 6, from the pilot), LONG_EPOCHS (longer;
+# Environment: EPOCHS (grid, seeds, biencoder, biencoder-gate; default 6, from the pilot), LONG_EPOCHS (longer;
 # default 10), BASE_LR and FUSED_LR (seeds, longer; defaults 5e-5), DLFA_TRAIN (default dlfa-train), JOBS (runs at a time, default 2).
 set -euo pipefail
 
@@ -47,6 +47,10 @@ fi
 
 jobs=() final=()  # one line per run, and per folder's closing pass: "<output folder> <dlfa-train options>"
 add() { jobs+=("$*"); }
+reuse() {  # $1 a finished run's folder, $2 the same run in another stage's folder: copied once, so
+    # --resume skips it there (the run folder records the settings, not where it lies)
+    [ ! -f "$1/results.json" ] || [ -e "$2" ] || { mkdir -p "$(dirname "$2")" && cp -r "$1" "$2"; }
+}
 case "$stage" in
     pilot)  # the baseline's English dev every half epoch over 6 epochs: where does it stop gaining?
         for s in 0 1; do add "$OUT/pilot --fusion_layer none --seeds $s --learning_rate 5e-5 --num_train_epochs 6 --curve_steps 94"; done
@@ -63,10 +67,7 @@ case "$stage" in
         # (same recorded settings: --resume skips them); English curves only, as theirs, which also spares
         # each run scoring ten more dev sets (--curve_zero_shot) at every curve point
         for pair in "baseline $BASE_LR" "layer11 $FUSED_LR"; do set -- $pair
-            for s in 0 1; do src=$OUT/pilot/sts-$1/seed-$s dst=$OUT/seeds/sts-$1/seed-$s
-                [ "$2:$EPOCHS" != 5e-5:6 ] || [ ! -f "$src/results.json" ] || [ -e "$dst" ] \
-                    || { mkdir -p "$(dirname "$dst")" && cp -r "$src" "$dst"; }
-            done
+            [ "$2:$EPOCHS" != 5e-5:6 ] || for s in 0 1; do reuse "$OUT/pilot/sts-$1/seed-$s" "$OUT/seeds/sts-$1/seed-$s"; done
         done
         aif=$(python3 -c "print(f'{10 * float(\"$FUSED_LR\"):g}')")
         for s in 0 1 2 3 4; do
@@ -89,6 +90,14 @@ case "$stage" in
             add "$OUT/biencoder --architecture biencoder --fusion_layer 10 --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94"
         done
         final=("$OUT/biencoder --architecture biencoder --fusion_layer untrained,none,11,10 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94") ;;
+    biencoder-gate)  # biencoder's random-init layer 11 starts at gate 0.5, 0.06 below the plain encoder on
+        # English dev, and its gate does not move (seed 0): layer 11 started near the plain encoder's output
+        # (--gate_init 0.9), paired with biencoder's plain runs (run that stage first: its seeds are reused)
+        for s in 0 1 2 3 4; do
+            reuse "$OUT/biencoder/sts-biencoder-baseline/seed-$s" "$OUT/biencoder-gate/sts-biencoder-baseline/seed-$s"
+            add "$OUT/biencoder-gate --architecture biencoder --fusion_layer 11 --gate_init 0.9 --seeds $s --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94"
+        done
+        final=("$OUT/biencoder-gate --architecture biencoder --fusion_layer none,11 --gate_init 0.9 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $EPOCHS --curve_steps 94") ;;
     longer)  # does seeds' end-of-budget lead survive a budget where the baseline has stopped gaining?
         # its own folder: a run's recorded settings include the budget, so these never resume seeds' runs
         for s in 0 1 2 3 4; do
@@ -96,7 +105,7 @@ case "$stage" in
             add "$OUT/longer --fusion_layer 11 --seeds $s --learning_rate $FUSED_LR --num_train_epochs $LONG_EPOCHS --curve_steps 94"
         done
         [ "$BASE_LR" != "$FUSED_LR" ] || final=("$OUT/longer --fusion_layer none,11 --seeds 0,1,2,3,4 --learning_rate $BASE_LR --num_train_epochs $LONG_EPOCHS --curve_steps 94") ;;
-    *) echo "usage: STSB_DIR=... $0 pilot|compare|grid|seeds|biencoder|longer|collect" >&2; exit 2 ;;
+    *) echo "usage: STSB_DIR=... $0 pilot|compare|grid|seeds|biencoder|biencoder-gate|longer|collect" >&2; exit 2 ;;
 esac
 
 mkdir -p "$OUT/logs"
